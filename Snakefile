@@ -1,0 +1,31 @@
+# dmriscope: deep learning on diffusion MRI as an in vivo microscope (Chen et al., Sci Rep 2024), end to end.
+# Stages and files: ../shared/DESIGN.md and README.md. Every rule's logic lives in src/dmriscope.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+
+
+if config["cohort"]["source"] == "synthetic":
+
+    include: "rules/synthetic.smk"
+
+else:
+
+    include: "rules/hcp.smk"
+
+
+include: "rules/dki.smk"
+include: "rules/registration.smk"
+include: "rules/split.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,24 @@
+# Diffusion kurtosis imaging: FA, MD, MK in native space, fitted in batches over voxels.
+
+
+rule fit_dki:
+    input:
+        dwi="results/raw/sub-{subject}/dwi.nii.gz",
+        bval="results/raw/sub-{subject}/dwi.bval",
+        bvec="results/raw/sub-{subject}/dwi.bvec",
+        mask="results/raw/sub-{subject}/brain_mask.nii.gz",
+    output:
+        maps=expand("results/dki/sub-{{subject}}/{metric}.nii.gz", metric=METRICS),
+        settings="results/dki/sub-{subject}/fit.json",
+    params:
+        dki=config["dki"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        "logs/fit_dki/sub-{subject}.log",
+    benchmark:
+        "benchmarks-out/fit_dki/sub-{subject}.tsv"
+    script:
+        "../workflow_scripts/fit_dki.py"

@@ -1,0 +1,1 @@
+"""Cohorts: the synthetic phantom, HCP download and demographics, participants tables."""

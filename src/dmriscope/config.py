@@ -1,0 +1,110 @@
+"""Configuration: schema validation (defaults filled from the schema) and the checks a schema cannot express.
+
+`load_config` is what rules/common.smk calls; every failure is a `ConfigError` whose message names the key.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+import pandas as pd
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+PAPER_SPLIT = (831, 100, 100)  # train / val / test of 1031 subjects
+METRICS = ("FA", "MD", "MK")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the offending key."""
+
+
+def validate_schema(config: dict, schema: str | Path = SCHEMA) -> dict:
+    """Validate `config` in place against the JSON schema and fill defaults; raise `ConfigError` naming the key."""
+    import jsonschema
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema), set_default=True)
+    except Exception as exc:  # snakemake wraps jsonschema.ValidationError in WorkflowError
+        cause = exc
+        while cause is not None and not isinstance(cause, jsonschema.ValidationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise ConfigError(f"config: {exc}") from None
+        key = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
+        raise ConfigError(f"config key '{key}': {cause.message}") from None
+    return config
+
+
+def subject_ids(config: dict) -> list[str]:
+    """The cohort's subject IDs, known when the DAG is built.
+
+    From `cohort.participants` when given (its `subject` column), else `syn0001`.. for the synthetic cohort.
+    """
+    table = config["cohort"]["participants"]
+    if table:
+        path = Path(table)
+        if not path.exists():
+            raise ConfigError(f"config key 'cohort.participants': {path} not found")
+        frame = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".txt") else ",", dtype=str)
+        if "subject" not in frame.columns:
+            raise ConfigError(f"config key 'cohort.participants': {path} has no 'subject' column")
+        ids = [s.strip().removeprefix("sub-") for s in frame["subject"].dropna()]
+        bad = [s for s in ids if not s.isalnum()]
+        if bad:
+            raise ConfigError(f"config key 'cohort.participants': subject IDs must be alphanumeric, got {bad[:3]}")
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"config key 'cohort.participants': duplicate subject IDs in {path}")
+        return ids
+    if config["cohort"]["source"] != "synthetic":
+        raise ConfigError("config key 'cohort.participants': required when cohort.source is 'hcp'")
+    return [f"syn{i:04d}" for i in range(1, config["cohort"]["n_subjects"] + 1)]
+
+
+def split_counts(config: dict, n_subjects: int) -> tuple[int, int, int]:
+    """Train/val/test counts: from config, or the paper's 831/100/100 proportions scaled to the cohort."""
+    split = config["split"]
+    given = [split["n_train"], split["n_val"], split["n_test"]]
+    if all(v is None for v in given):
+        n_val = max(2, round(n_subjects * PAPER_SPLIT[1] / sum(PAPER_SPLIT)))
+        n_test = max(2, round(n_subjects * PAPER_SPLIT[2] / sum(PAPER_SPLIT)))
+        return n_subjects - n_val - n_test, n_val, n_test
+    if any(v is None for v in given):
+        raise ConfigError("config key 'split': give all of n_train, n_val, n_test or none of them")
+    if sum(given) > n_subjects:
+        raise ConfigError(
+            f"config key 'split': n_train + n_val + n_test = {sum(given)} is larger than the cohort ({n_subjects})"
+        )
+    return tuple(given)  # type: ignore[return-value]
+
+
+def check_grid(config: dict) -> None:
+    """The model grid must suit the models: slices divisible by 3 (cnn2d slabs) and the ViT patch; in-plane too."""
+    grid = config["grid"]
+    patch = config.get("models", {}).get("vit", {}).get("patch", [6, 16, 16])
+    if grid[0] % 3:
+        raise ConfigError(f"config key 'grid': {grid[0]} sagittal slices are not divisible by 3 (cnn2d slabs)")
+    for axis, (size, p) in enumerate(zip(grid, patch)):
+        if size % p:
+            raise ConfigError(f"config key 'grid': axis {axis} size {size} is not divisible by the ViT patch {p}")
+
+
+def check_synthetic(config: dict) -> None:
+    syn = config["synthetic"]
+    for sex, fractions in config["cohort"]["age_bin_fractions"].items():
+        if not math.isclose(sum(fractions), 1.0, abs_tol=1e-3):
+            raise ConfigError(f"config key 'cohort.age_bin_fractions.{sex}': fractions sum to {sum(fractions)}, not 1")
+    for key in ("sex_effects", "age_effects"):
+        regions = [e["region"] for e in syn[key]]
+        if len(set(regions)) != len(regions):
+            raise ConfigError(f"config key 'synthetic.{key}': a region is listed twice")
+
+
+def load_config(config: dict) -> dict:
+    """Validate and complete the config in place; return it."""
+    validate_schema(config)
+    check_grid(config)
+    check_synthetic(config)
+    split_counts(config, len(subject_ids(config)))
+    return config
+

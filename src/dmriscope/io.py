@@ -1,0 +1,117 @@
+"""Shared I/O: checked NIfTI loading, atomic writes, per-job logging, one-line errors.
+
+Every stage reads and writes through these helpers so that bad input stops with one line naming the file or
+subject, and nothing half-written is left at an output path (writes go to a temporary name in the same folder
+and are renamed into place only when complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+log = logging.getLogger("dmriscope")
+
+
+class InputError(Exception):
+    """Bad input the user can fix; reported as one line naming the file, subject or config key."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary name keeps the final suffix (e.g. ``.nii.gz``) so writers that infer the format still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype: Any = np.float32) -> None:
+    """Write a NIfTI image atomically."""
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def load_nifti(
+    path: str | os.PathLike, *, ndim: int | None = None, finite: bool = True, dtype: Any = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI image fully, turning every way it can be broken into a one-line `InputError`.
+
+    Checks: the file exists and decompresses completely (a truncated .nii.gz fails here, not later), has the
+    expected number of dimensions, and (``finite=True``) holds no NaN or Inf.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        img = nib.load(path)
+        data = np.asarray(img.dataobj, dtype=dtype)
+    except Exception as exc:  # nibabel raises zlib/EOF/OSError/ImageFileError variants for truncated files
+        raise InputError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc})") from None
+    if ndim is not None and data.ndim != ndim:
+        raise InputError(f"{path}: expected a {ndim}D image, got shape {data.shape}")
+    if finite and not np.all(np.isfinite(data)):
+        n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise InputError(f"{path}: {n_bad} NaN/Inf values")
+    return data, img.affine
+
+
+def load_mask(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Load a 3D binary mask; an empty mask is an `InputError`."""
+    data, affine = load_nifti(path, ndim=3)
+    mask = data > 0
+    if not mask.any():
+        raise InputError(f"{path}: brain mask is empty")
+    return mask, affine
+
+
+def setup_logging(log_file: str | os.PathLike | None, level: int = logging.INFO) -> None:
+    """Log to `log_file` (the rule's log:) and to stderr, with timestamps."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.captureWarnings(True)
+
+
+def run_script(main: Callable[..., Any], log_file: str | os.PathLike | None, **kwargs: Any) -> None:
+    """Entry point for workflow scripts: log to the rule's log; an `InputError` exits with one line.
+
+    Unexpected exceptions keep their traceback (they are bugs, not bad input).
+    """
+    setup_logging(log_file)
+    try:
+        main(**kwargs)
+    except InputError as exc:
+        log.error("%s", exc)
+        sys.stderr.flush()
+        raise SystemExit(f"dmriscope error: {exc}") from None
+
+
+def progress(iterable: Any, desc: str, total: int | None = None) -> Any:
+    """A tqdm progress bar that stays quiet when stderr is not a terminal (logs get a few lines, not thousands)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, mininterval=5.0 if not sys.stderr.isatty() else 0.1, file=sys.stderr)
