@@ -1,0 +1,133 @@
+"""Train/validation/test split stratified by sex x age bin, and the paper's Table 1.
+
+Each stratum (sex x age bin) is shuffled with the seed and cut so that every set has (as nearly as integer counts
+allow, by the largest-remainder method) the cohort's sex and age distribution. Subjects beyond
+n_train + n_val + n_test are left out and listed with set ``unused``. The split's SHA-256 is written beside it so
+every model records which split it was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmriscope.cohort.participants import AGE_BINS, read_participants, validated
+from dmriscope.io import InputError, atomic_path
+
+log = logging.getLogger(__name__)
+SETS = ("train", "val", "test")
+
+
+def _largest_remainder(target: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Integer counts summing to `target`, proportional to `weights`, never above `capacity`."""
+    if target > capacity.sum():
+        raise ValueError(f"cannot place {target} subjects in strata holding {capacity.sum()}")
+    exact = target * weights / weights.sum()
+    counts = np.minimum(np.floor(exact).astype(int), capacity)
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    while counts.sum() < target:
+        for k in order:
+            if counts.sum() == target:
+                break
+            if counts[k] < capacity[k]:
+                counts[k] += 1
+    return counts
+
+
+def stratified_split(participants: pd.DataFrame, counts: Sequence[int], seed: int) -> pd.DataFrame:
+    """Assign each subject to train/val/test (or unused); stratified by sex x age bin, seeded, deterministic.
+
+    Args:
+        participants: validated table with columns subject, sex, age, age_bin.
+        counts: (n_train, n_val, n_test), summing to at most the cohort size.
+        seed: shuffles each stratum; the same seed and cohort always give the same split.
+    """
+    n_total = len(participants)
+    if sum(counts) > n_total:
+        raise ValueError(f"split counts {tuple(counts)} exceed the cohort ({n_total})")
+    frame = participants.sort_values("subject").reset_index(drop=True)
+    strata = sorted(frame.groupby(["sex", "age_bin"]).groups.items())
+    sizes = np.array([len(idx) for _, idx in strata])
+    remaining = sizes.copy()
+    per_set = {}
+    # test and validation first (the small sets must carry the distribution), then train; the rest is unused
+    for name, target in (("test", counts[2]), ("val", counts[1]), ("train", counts[0])):
+        per_set[name] = _largest_remainder(target, sizes.astype(float), remaining)
+        remaining = remaining - per_set[name]
+    rng = np.random.default_rng(seed)
+    assignment = pd.Series("unused", index=frame.index)
+    for k, (_, idx) in enumerate(strata):
+        order = rng.permutation(np.asarray(sorted(idx)))
+        start = 0
+        for name in ("test", "val", "train"):
+            take = per_set[name][k]
+            assignment.loc[order[start : start + take]] = name
+            start += take
+    frame["set"] = assignment
+    return frame
+
+
+def check_split(split: pd.DataFrame) -> None:
+    """No subject twice; both sexes in every set. ValueError otherwise."""
+    if split["subject"].duplicated().any():
+        raise ValueError("a subject appears twice in the split")
+    for name in SETS:
+        sexes = set(split.loc[split["set"] == name, "sex"])
+        if sexes != {"M", "F"}:
+            raise ValueError(f"set '{name}' does not contain both sexes (has {sorted(sexes)})")
+
+
+def split_cohort_files(participants: str, split_path: str, digest_path: str, counts: Sequence[int], seed: int) -> None:
+    """Read and validate participants.tsv, split, check, write split.tsv and its SHA-256."""
+    table = validated(read_participants(participants), participants)
+    split = stratified_split(table, counts, seed)
+    try:
+        check_split(split)
+    except ValueError as exc:
+        raise InputError(f"config key 'split': {exc}; use larger n_val/n_test") from None
+    with atomic_path(split_path) as tmp:
+        split.to_csv(tmp, sep="\t", index=False, na_rep="")
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+    with atomic_path(digest_path) as tmp:
+        Path(tmp).write_text(f"{digest}  {Path(split_path).name}\n")
+    log.info("split %s: %s (sha256 %s)", split_path, split["set"].value_counts().to_dict(), digest[:12])
+
+
+def table1(split: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1: subjects per age bin (rows, plus Total) and sex within each set (columns, plus All)."""
+    used = split[split["set"].isin(SETS)]
+    columns = {}
+    for name in (*SETS, "all"):
+        part = used if name == "all" else used[used["set"] == name]
+        for sex, label in (("M", "male"), ("F", "female")):
+            counts = part[part["sex"] == sex]["age_bin"].value_counts()
+            columns[f"{name} {label}"] = [int(counts.get(b, 0)) for b in AGE_BINS]
+    frame = pd.DataFrame(columns, index=[b.replace("-", "–") for b in AGE_BINS])
+    frame.loc["Total"] = frame.sum()
+    frame.index.name = "age"
+    return frame
+
+
+def to_markdown(frame: pd.DataFrame, caption: str = "") -> str:
+    """A GitHub-flavoured Markdown table (index as first column), without needing `tabulate`."""
+    frame = frame.reset_index()
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines = ([caption, ""] if caption else []) + [header, rule, *body]
+    return "\n".join(lines) + "\n"
+
+
+def render_table1_files(split_path: str, tsv: str, md: str) -> None:
+    split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
+    table = table1(split)
+    with atomic_path(tsv) as tmp:
+        table.to_csv(tmp, sep="\t")
+    caption = "**Table 1.** Subjects by age bin and sex in the training, validation and test sets."
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text(to_markdown(table, caption))

@@ -1,0 +1,65 @@
+"""Configuration errors stop the run before any job, with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from dmriscope.config import ConfigError, load_config, split_counts, subject_ids
+
+
+@pytest.fixture()
+def default_config(project_root):
+    return yaml.safe_load((project_root / "config.yaml").read_text())
+
+
+def test_defaults_are_filled(default_config):
+    config = load_config(copy.deepcopy(default_config))
+    assert config["dki"]["max_kurtosis"] == 3.0
+    assert config["registration"]["seed"] == 1
+    assert len(subject_ids(config)) == config["cohort"]["n_subjects"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda c: c["dki"].update(fit_metod="WLS"), "dki"),  # unknown (misspelt) key
+        (lambda c: c["cohort"].update(n_subjects="many"), "cohort.n_subjects"),  # wrong type
+        (lambda c: c["synthetic"].update(snr=-1), "synthetic.snr"),  # impossible value
+        (lambda c: c["split"].update(n_train=1000), "split"),  # split larger than the cohort
+        (lambda c: c.update(grid=[35, 48, 48]), "grid"),  # not divisible by 3 (cnn2d slabs)
+        (lambda c: c.update(grid=[36, 40, 48]), "grid"),  # not divisible by the ViT patch
+        (lambda c: c["registration"].update(backend="spm"), "registration.backend"),
+        (lambda c: c["synthetic"]["sex_effects"].append({"region": 49, "size": 1}), "synthetic.sex_effects"),
+    ],
+)
+def test_bad_config_names_the_key(default_config, edit, key):
+    config = copy.deepcopy(default_config)
+    config.setdefault("synthetic", {}).setdefault("sex_effects", [{"region": 3, "size": 1.0}])
+    edit(config)
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert f"'{key}" in str(info.value)
+
+
+def test_paper_proportions_when_counts_missing():
+    config = {"split": {"n_train": None, "n_val": None, "n_test": None}}
+    assert split_counts(config, 1031) == (831, 100, 100)
+
+
+def test_snakemake_stops_before_any_job(project_root, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cohort:\n  n_subjects: 10\nsplit:\n  n_train: 20\n  n_val: 2\n  n_test: 2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(bad), "--directory", str(tmp_path)],
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "config key 'split'" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()

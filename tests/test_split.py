@@ -1,0 +1,89 @@
+"""The split is deterministic, stratified by sex x age bin, leak-free, and Table 1 counts it correctly."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmriscope.cohort.participants import AGE_BINS, draw_demographics, write_participants
+from dmriscope.io import InputError
+from dmriscope.split import check_split, split_cohort_files, stratified_split, table1
+
+FRACTIONS = {"M": [0.32, 0.46, 0.22], "F": [0.19, 0.37, 0.44]}
+
+
+def cohort(n: int, seed: int = 0) -> pd.DataFrame:
+    return draw_demographics([f"s{i:04d}" for i in range(n)], seed, 471 / 1031, FRACTIONS)
+
+
+def test_paper_counts_and_no_leak():
+    split = stratified_split(cohort(1031), (831, 100, 100), seed=3)
+    assert split["set"].value_counts().to_dict() == {"train": 831, "val": 100, "test": 100}
+    assert split["subject"].is_unique
+    check_split(split)
+
+
+def test_strata_proportions_match_within_one():
+    people = cohort(1031)
+    split = stratified_split(people, (831, 100, 100), seed=3)
+    share = people.groupby(["sex", "age_bin"]).size() / len(people)
+    for name, n in (("val", 100), ("test", 100), ("train", 831)):
+        got = split[split["set"] == name].groupby(["sex", "age_bin"]).size()
+        expected = share * n
+        # largest-remainder rounding: val/test strata within one subject of their exact share; train takes the
+        # remainder of both, so within two
+        tolerance = 2.0 if name == "train" else 1.0
+        assert np.all(np.abs(got.reindex(expected.index, fill_value=0) - expected) < tolerance + 1e-9), name
+
+
+def test_deterministic_and_seed_dependent():
+    people = cohort(200)
+    a = stratified_split(people, (140, 30, 30), seed=5)
+    b = stratified_split(people.sample(frac=1, random_state=1), (140, 30, 30), seed=5)  # row order must not matter
+    c = stratified_split(people, (140, 30, 30), seed=6)
+    assert a.set_index("subject")["set"].equals(b.set_index("subject")["set"])
+    assert not a.set_index("subject")["set"].equals(c.set_index("subject")["set"])
+
+
+def test_subset_leaves_rest_unused():
+    split = stratified_split(cohort(100), (50, 10, 10), seed=1)
+    assert (split["set"] == "unused").sum() == 30
+
+
+def test_counts_larger_than_cohort_raise():
+    with pytest.raises(ValueError, match="exceed"):
+        stratified_split(cohort(20), (15, 5, 5), seed=1)
+
+
+def test_set_without_both_sexes_is_reported(tmp_path):
+    people = cohort(30)
+    path = tmp_path / "participants.tsv"
+    write_participants(people, path)
+    with pytest.raises(InputError, match="both sexes"):
+        split_cohort_files(str(path), str(tmp_path / "s.tsv"), str(tmp_path / "s.sha256"), (28, 1, 1), 0)
+    assert not (tmp_path / "s.tsv").exists()
+
+
+def test_files_and_digest(tmp_path):
+    path = tmp_path / "participants.tsv"
+    write_participants(cohort(60), path)
+    out, digest = tmp_path / "split.tsv", tmp_path / "split.sha256"
+    split_cohort_files(str(path), str(out), str(digest), (40, 10, 10), 2)
+    assert digest.read_text().split()[0] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert set(pd.read_csv(out, sep="\t")["set"]) == {"train", "val", "test"}
+
+
+def test_table1_counts():
+    split = stratified_split(cohort(300), (200, 50, 50), seed=0)
+    table = table1(split)
+    assert table.loc["Total", ["all male", "all female"]].sum() == 300
+    assert table.loc["Total"].drop(["all male", "all female"]).sum() == 300
+    for name in ("train", "val", "test"):
+        part = split[split["set"] == name]
+        males = part[part["sex"] == "M"]
+        assert table.loc["Total", f"{name} male"] == len(males)
+        for b in AGE_BINS:
+            assert table.loc[b.replace("-", "–"), f"{name} male"] == (males["age_bin"] == b).sum()

@@ -1,0 +1,18 @@
+"""Rule render_table1: the cohort by sex and age bin in each set (the paper's Table 1)."""
+
+from dmriscope.io import run_script
+from dmriscope.split import render_table1_files
+
+
+def main(split: str, tsv: str, md: str) -> None:
+    render_table1_files(split, tsv, md)
+
+
+if __name__ == "__main__":
+    run_script(
+        main,
+        snakemake.log[0],  # noqa: F821
+        split=snakemake.input.split,  # noqa: F821
+        tsv=snakemake.output.tsv,  # noqa: F821
+        md=snakemake.output.md,  # noqa: F821
+    )
