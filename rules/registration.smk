@@ -11,16 +11,16 @@ rule register_fa:
         warp="results/registered/sub-{subject}/xfm_warp.nii.gz",
         qc_tsv="results/registered/sub-{subject}/qc.tsv",
         qc_png="results/qc/registration/sub-{subject}.png",
-    params:
-        registration=config["registration"],
-    threads: config["registration"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60,
     log:
         "logs/register_fa/sub-{subject}.log",
     benchmark:
         "benchmarks-out/register_fa/sub-{subject}.tsv"
+    threads: config["registration"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        registration=config["registration"],
     script:
         "../workflow_scripts/register_fa.py"
 
@@ -32,14 +32,16 @@ rule warp_metric:
         affine="results/registered/sub-{subject}/xfm_affine.mat",
         warp="results/registered/sub-{subject}/xfm_warp.nii.gz",
     output:
-        maps=expand("results/registered/sub-{{subject}}/{metric}.nii.gz", metric=["MD", "MK"]),
-    params:
-        registration=config["registration"],
+        maps=expand(
+            "results/registered/sub-{{subject}}/{metric}.nii.gz", metric=["MD", "MK"]
+        ),
+    log:
+        "logs/warp_metric/sub-{subject}.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    log:
-        "logs/warp_metric/sub-{subject}.log",
+    params:
+        registration=config["registration"],
     script:
         "../workflow_scripts/warp_metric.py"

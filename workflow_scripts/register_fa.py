@@ -1,0 +1,52 @@
+"""Rule register_fa: one subject's FA onto the FA template (transforms, registered FA, QC TSV + PNG)."""
+
+from typing import Any
+
+from dmriscope.io import run_script
+from dmriscope.registration import register_fa
+
+
+def main(
+    fa: str,
+    template: str,
+    out_fa: str,
+    out_affine: str,
+    out_warp: str,
+    qc_tsv: str,
+    qc_png: str,
+    registration: dict[str, Any],
+    threads: int,
+    subject: str,
+) -> None:
+    register_fa(
+        fa,
+        template,
+        out_fa,
+        out_affine,
+        out_warp,
+        qc_tsv,
+        qc_png,
+        backend=registration["backend"],
+        seed=registration["seed"],
+        ants_transform=registration["ants_transform"],
+        fnirt_config=registration["fnirt_config"],
+        threads=threads,
+        subject=subject,
+    )
+
+
+if __name__ == "__main__":
+    run_script(
+        main,
+        snakemake.log[0],  # noqa: F821
+        fa=snakemake.input.fa,  # noqa: F821
+        template=snakemake.input.template,  # noqa: F821
+        out_fa=snakemake.output.fa,  # noqa: F821
+        out_affine=snakemake.output.affine,  # noqa: F821
+        out_warp=snakemake.output.warp,  # noqa: F821
+        qc_tsv=snakemake.output.qc_tsv,  # noqa: F821
+        qc_png=snakemake.output.qc_png,  # noqa: F821
+        registration=snakemake.params.registration,  # noqa: F821
+        threads=snakemake.threads,  # noqa: F821
+        subject=f"sub-{snakemake.wildcards.subject}",  # noqa: F821
+    )
