@@ -39,9 +39,20 @@ def validate_schema(config: dict, schema: str | Path = SCHEMA) -> dict:
 def subject_ids(config: dict) -> list[str]:
     """The cohort's subject IDs, known when the DAG is built.
 
-    From `cohort.participants` when given (its `subject` column), else `syn0001`.. for the synthetic cohort.
+    HCP (cohort.source hcp): `dmriscope.cohort.demographics.hcp_subject_ids` (the CSV's subjects with diffusion
+    data, filtered by hcp.subjects). Otherwise from `cohort.participants` when given (its `subject` column), else
+    `syn0001`.. for the synthetic cohort.
     """
     table = config["cohort"]["participants"]
+    if config["cohort"]["source"] == "hcp":
+        from dmriscope.cohort.demographics import hcp_subject_ids
+        from dmriscope.io import InputError
+
+        try:
+            return hcp_subject_ids(config["hcp"], table)
+        except InputError as exc:
+            message = str(exc) if str(exc).startswith("config key") else f"config key 'hcp': {exc}"
+            raise ConfigError(message) from None
     if table:
         path = Path(table)
         if not path.exists():
@@ -56,8 +67,6 @@ def subject_ids(config: dict) -> list[str]:
         if len(set(ids)) != len(ids):
             raise ConfigError(f"config key 'cohort.participants': duplicate subject IDs in {path}")
         return ids
-    if config["cohort"]["source"] != "synthetic":
-        raise ConfigError("config key 'cohort.participants': required when cohort.source is 'hcp'")
     return [f"syn{i:04d}" for i in range(1, config["cohort"]["n_subjects"] + 1)]
 
 
@@ -68,6 +77,8 @@ def split_counts(config: dict, n_subjects: int) -> tuple[int, int, int]:
     if all(v is None for v in given):
         n_val = max(2, round(n_subjects * PAPER_SPLIT[1] / sum(PAPER_SPLIT)))
         n_test = max(2, round(n_subjects * PAPER_SPLIT[2] / sum(PAPER_SPLIT)))
+        if n_subjects - n_val - n_test < 2:
+            raise ConfigError(f"config key 'split': a cohort of {n_subjects} is too small to split (need at least 6)")
         return n_subjects - n_val - n_test, n_val, n_test
     if any(v is None for v in given):
         raise ConfigError("config key 'split': give all of n_train, n_val, n_test or none of them")
