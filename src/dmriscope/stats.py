@@ -1,0 +1,300 @@
+"""Statistics on occlusion results: per-region Wilcoxon tests, Table 3, and the paired model comparison.
+
+Per region (`region_statistics`): the one-sided Wilcoxon signed-rank test of the test subjects' delta_p against 0,
+alternative "greater" (occluding the region lowers the correct-class probability), as
+``scipy.stats.wilcoxon(delta_p, alternative="greater")`` (zeros dropped, scipy's default; exact null distribution
+for small samples without ties). A region whose delta_p are all zero cannot be tested and gets p = 1. The paper's
+criterion is the raw p < alpha; Benjamini-Hochberg (FDR) and Holm (FWER) adjusted p-values over the regions of one
+model x metric are reported beside it (``statsmodels.stats.multitest.multipletests``).
+
+Model comparison (`compare_models`): per metric, the two-sided Wilcoxon signed-rank test of each model's
+correct-class probabilities against the reference model's (vit_scratch in the paper), paired by test subject.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from dmriscope.io import InputError, atomic_path
+
+log = logging.getLogger(__name__)
+
+REGION_COLUMNS = (
+    "region",
+    "name",
+    "n_subjects",
+    "median_delta_p",
+    "mean_delta_p",
+    "n_voxels",
+    "volume_fraction",
+    "statistic",
+    "p_raw",
+    "p_fdr",
+    "p_holm",
+    "significant_raw",
+    "significant_fdr",
+    "significant_holm",
+)
+
+
+def wilcoxon_greater(delta: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """One-sided Wilcoxon signed-rank test of `delta` (n,) > 0: (W+ statistic, p). All-zero or empty -> (0, 1)."""
+    delta = np.asarray(delta, dtype=float)
+    if delta.size == 0 or not np.any(delta != 0):
+        return 0.0, 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # "exact p-value calculation does not work with ties"
+        try:
+            res = stats.wilcoxon(delta, alternative="greater")
+        except ValueError:
+            return 0.0, 1.0
+    p = float(res.pvalue)
+    return float(res.statistic), (1.0 if not np.isfinite(p) else p)
+
+
+def adjust_pvalues(p: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini-Hochberg and Holm adjusted p-values of `p` (m,) -> ((m,), (m,)); empty in, empty out."""
+    p = np.asarray(p, dtype=float)
+    if p.size == 0:
+        return p.copy(), p.copy()
+    return multipletests(p, method="fdr_bh")[1], multipletests(p, method="holm")[1]
+
+
+def region_volumes(atlas: np.ndarray, wm_mask: np.ndarray) -> pd.DataFrame:
+    """Voxels per atlas region (S, H, W int labels) and that count over the WM mask's voxel count."""
+    labels, counts = np.unique(np.asarray(atlas)[np.asarray(atlas) > 0], return_counts=True)
+    n_wm = int(np.count_nonzero(wm_mask))
+    if n_wm == 0:
+        raise InputError("occlusion: the white-matter mask is empty")
+    return pd.DataFrame({"region": labels.astype(int), "n_voxels": counts, "volume_fraction": counts / n_wm})
+
+
+def region_statistics(
+    delta_p: pd.DataFrame, atlas: np.ndarray, wm_mask: np.ndarray, alpha: float = 0.05
+) -> pd.DataFrame:
+    """One row per region in `delta_p` (the long occlusion table): the Wilcoxon test and its corrections.
+
+    Columns: `REGION_COLUMNS`; significance flags compare p_raw / p_fdr / p_holm with `alpha`.
+    """
+    missing = {"subject", "region", "name", "delta_p"} - set(delta_p.columns)
+    if missing:
+        raise InputError(f"occlusion table lacks columns {sorted(missing)}")
+    rows = []
+    for (region, name), group in delta_p.groupby(["region", "name"], sort=True):
+        stat, p = wilcoxon_greater(group["delta_p"].to_numpy())
+        rows.append(
+            {
+                "region": int(region),
+                "name": name,
+                "n_subjects": int(group["subject"].nunique()),
+                "median_delta_p": float(group["delta_p"].median()),
+                "mean_delta_p": float(group["delta_p"].mean()),
+                "statistic": stat,
+                "p_raw": p,
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["region", "name", "n_subjects", "median_delta_p", "mean_delta_p", "statistic", "p_raw"]
+    )
+    n_max = int(table["n_subjects"].max()) if len(table) else 0
+    if 0.5**n_max >= alpha:
+        log.warning(
+            "%d test subjects: the smallest attainable Wilcoxon p is %.3g >= alpha %.3g", n_max, 0.5**n_max, alpha
+        )
+    table = table.merge(region_volumes(atlas, wm_mask), on="region", how="left")
+    table["p_fdr"], table["p_holm"] = adjust_pvalues(table["p_raw"].to_numpy())
+    for kind in ("raw", "fdr", "holm"):
+        table[f"significant_{kind}"] = table[f"p_{kind}"] < alpha
+    return table[list(REGION_COLUMNS)]
+
+
+def significant_regions(table: pd.DataFrame, criterion: str = "raw") -> list[int]:
+    """Atlas indices flagged significant in a `region_statistics` table by 'raw', 'fdr' or 'holm'."""
+    return sorted(int(r) for r in table.loc[table[f"significant_{criterion}"].astype(bool), "region"])
+
+
+def _region_list(table: pd.DataFrame, criterion: str) -> str:
+    rows = table[table[f"significant_{criterion}"].astype(bool)].sort_values("region")
+    return "; ".join(f"{int(r)} {n}" for r, n in zip(rows["region"], rows["name"])) or "-"
+
+
+def table3(regions: Mapping[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
+    """Table 3: significant regions per (model, metric), by the raw p (the paper) and by BH-FDR."""
+    rows = []
+    for (model, metric), table in regions.items():
+        rows.append(
+            {
+                "metric": metric,
+                "model": model,
+                "n_raw": int(table["significant_raw"].sum()),
+                "regions_raw": _region_list(table, "raw"),
+                "n_fdr": int(table["significant_fdr"].sum()),
+                "regions_fdr": _region_list(table, "fdr"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["metric", "model", "n_raw", "regions_raw", "n_fdr", "regions_fdr"])
+
+
+def correct_class_probabilities(predictions: pd.DataFrame, source: str = "predictions") -> pd.Series:
+    """From a predictions table (subject, label, p_female, p_male): P(correct class) indexed by subject."""
+    missing = {"subject", "label", "p_female", "p_male"} - set(predictions.columns)
+    if missing:
+        raise InputError(f"{source}: lacks columns {sorted(missing)}")
+    p = np.where(predictions["label"].astype(int) == 1, predictions["p_male"], predictions["p_female"])
+    return pd.Series(p.astype(float), index=predictions["subject"].astype(str), name="p_correct")
+
+
+def compare_models(predictions: Mapping[tuple[str, str], pd.DataFrame], reference: str = "vit_scratch") -> pd.DataFrame:
+    """Per metric, each model's correct-class probabilities against `reference`'s (paired two-sided Wilcoxon).
+
+    predictions: (model, metric) -> test-set predictions table. Columns of the result: metric, model, reference,
+    n, median_p_model, median_p_reference, median_difference, statistic, p_value.
+    """
+    rows = []
+    for metric in sorted({m for _, m in predictions}):
+        if (reference, metric) not in predictions:
+            raise InputError(f"config key 'occlusion.reference_model': no {reference} predictions for {metric}")
+        ref = correct_class_probabilities(predictions[(reference, metric)], f"{reference}/{metric}")
+        for (model, m), frame in predictions.items():
+            if m != metric or model == reference:
+                continue
+            own = correct_class_probabilities(frame, f"{model}/{metric}")
+            paired = pd.concat([own.rename("model"), ref.rename("ref")], axis=1, join="inner")
+            if len(paired) != len(own) or len(paired) != len(ref):
+                raise InputError(f"{model}/{metric}: test subjects differ from {reference}'s")
+            diff = (paired["model"] - paired["ref"]).to_numpy()
+            stat, p = _wilcoxon_two_sided(diff)
+            rows.append(
+                {
+                    "metric": metric,
+                    "model": model,
+                    "reference": reference,
+                    "n": len(paired),
+                    "median_p_model": float(paired["model"].median()),
+                    "median_p_reference": float(paired["ref"].median()),
+                    "median_difference": float(np.median(diff)),
+                    "statistic": stat,
+                    "p_value": p,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _wilcoxon_two_sided(diff: np.ndarray) -> tuple[float, float]:
+    """Two-sided paired Wilcoxon signed-rank on differences (n,); identical predictions -> (0, 1)."""
+    if diff.size == 0 or not np.any(diff != 0):
+        return 0.0, 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        res = stats.wilcoxon(diff)
+    p = float(res.pvalue)
+    return float(res.statistic), (1.0 if not np.isfinite(p) else p)
+
+
+TABLE_CSS = (
+    "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+    " td,th{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top} th{background:#eee}"
+)
+
+
+def write_table(
+    frame: pd.DataFrame,
+    tsv: str | os.PathLike,
+    md: str | os.PathLike,
+    title: str = "",
+    html: str | os.PathLike | None = None,
+) -> None:
+    """Write `frame` atomically as TSV, as a Markdown table and (optionally) as a standalone HTML page.
+
+    Floats get 4 significant digits in Markdown and HTML; the HTML is what the Snakemake report shows inline.
+    """
+    with atomic_path(tsv) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False)
+    shown = frame.astype(object).where(frame.notna(), "-")
+    text = shown.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(no rows)"
+    with atomic_path(md) as tmp:
+        tmp.write_text((f"# {title}\n\n" if title else "") + text + "\n")
+    if html is not None:
+        body = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
+        page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{TABLE_CSS}</style>"
+        with atomic_path(html) as tmp:
+            tmp.write_text(f"{page}</head><body><h3>{title}</h3>{body}</body></html>\n")
+
+
+def read_tsv(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a TSV; a missing file or column is an `InputError` naming the file."""
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    missing = set(required) - set(frame.columns)
+    if missing:
+        raise InputError(f"{path}: lacks columns {sorted(missing)}")
+    return frame
+
+
+def model_metric_from_path(path: str | os.PathLike) -> tuple[str, str]:
+    """(model, metric) of a per-model file laid out as ``.../{model}/{metric}/<file>``."""
+    parts = Path(path).parts
+    if len(parts) < 3:
+        raise InputError(f"{path}: expected a path .../{{model}}/{{metric}}/<file>")
+    return parts[-3], parts[-2]
+
+
+def region_statistics_files(delta_p: str, atlas: str, wm_mask: str, out: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Rule test_regions: delta_p.tsv + the grid atlas/WM mask (.npy) -> regions.tsv."""
+    table = region_statistics(
+        read_tsv(delta_p, required=("subject", "region", "name", "delta_p")), np.load(atlas), np.load(wm_mask), alpha
+    )
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    log.info(
+        "%s: %d regions, %d raw / %d FDR / %d Holm significant",
+        delta_p,
+        len(table),
+        table["significant_raw"].sum(),
+        table["significant_fdr"].sum(),
+        table["significant_holm"].sum(),
+    )
+    return table
+
+
+def table3_files(regions: Sequence[str], tsv: str, md: str, html: str | None = None) -> pd.DataFrame:
+    """Rule render_table3: the models' regions.tsv files -> Table 3 (TSV and Markdown)."""
+    tables = {model_metric_from_path(p): read_tsv(p, required=REGION_COLUMNS) for p in regions}
+    out = table3(tables)
+    title = "Table 3: white-matter regions whose occlusion lowers the correct-class probability"
+    write_table(out, tsv, md, title, html)
+    return out
+
+
+def compare_models_files(
+    predictions: Sequence[str], tsv: str, md: str, reference: str = "vit_scratch", html: str | None = None
+) -> pd.DataFrame:
+    """Rule compare_models: the models' test predictions.tsv files -> model_comparison (TSV and Markdown)."""
+    tables = {
+        model_metric_from_path(p): read_tsv(p, required=("subject", "label", "p_female", "p_male")) for p in predictions
+    }
+    out = compare_models(tables, reference)
+    write_table(out, tsv, md, f"Correct-class probabilities: each model vs {reference} (paired Wilcoxon)", html)
+    return out
+
+
+def read_labels(path: str) -> dict[int, str]:
+    """Atlas labels TSV (columns index, name) -> {index: name}."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (OSError, pd.errors.ParserError) as exc:
+        raise InputError(f"{path}: cannot read labels table ({exc})") from None
+    if not {"index", "name"} <= set(table.columns):
+        raise InputError(f"{path}: labels table needs columns index, name")
+    return {int(i): str(n) for i, n in zip(table["index"], table["name"])}

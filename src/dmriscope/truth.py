@@ -1,0 +1,103 @@
+"""Ground-truth check for synthetic cohorts: planted sex-effect regions vs the regions occlusion flags.
+
+For each model x metric the set S of significant regions (BH-FDR by default) is compared with the set P of regions
+where the simulation planted a sex effect (``results/truth/planted_regions.tsv``, rows with effect == "sex" and a
+non-zero size): precision = |S & P| / |S| (NaN when nothing is significant), recall = |S & P| / |P| (NaN when
+nothing was planted, e.g. a null cohort, where the false positives are what matters). The union of S over all
+models is checked per metric as well (model "union").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from dmriscope.stats import model_metric_from_path, read_tsv, significant_regions, write_table
+
+log = logging.getLogger(__name__)
+
+TRUTH_COLUMNS = (
+    "metric",
+    "model",
+    "criterion",
+    "n_planted",
+    "n_significant",
+    "true_positives",
+    "false_positives",
+    "false_negatives",
+    "precision",
+    "recall",
+    "found",
+    "missed",
+    "spurious",
+)
+
+
+def planted_sex_regions(path: str) -> set[int]:
+    """Atlas indices with a planted sex effect, from the simulation's planted-regions TSV."""
+    table = read_tsv(path, required=("region", "effect", "size"))
+    rows = table[(table["effect"].astype(str) == "sex") & (table["size"].astype(float) != 0)]
+    return {int(r) for r in rows["region"]}
+
+
+def precision_recall(planted: Iterable[int], found: Iterable[int]) -> dict[str, float | int]:
+    """Counts and rates of `found` against `planted` (sets of region indices); NaN where a rate is undefined."""
+    planted, found = set(planted), set(found)
+    tp = len(planted & found)
+    return {
+        "n_planted": len(planted),
+        "n_significant": len(found),
+        "true_positives": tp,
+        "false_positives": len(found - planted),
+        "false_negatives": len(planted - found),
+        "precision": tp / len(found) if found else math.nan,
+        "recall": tp / len(planted) if planted else math.nan,
+    }
+
+
+def _ids(regions: Iterable[int]) -> str:
+    return ", ".join(str(r) for r in sorted(regions)) or "-"
+
+
+def _row(metric: str, model: str, criterion: str, planted: set[int], found: set[int]) -> dict:
+    return {
+        "metric": metric,
+        "model": model,
+        "criterion": criterion,
+        **precision_recall(planted, found),
+        "found": _ids(found & planted),
+        "missed": _ids(planted - found),
+        "spurious": _ids(found - planted),
+    }
+
+
+def truth_check(
+    regions: Mapping[tuple[str, str], pd.DataFrame], planted: set[int], criterion: str = "fdr"
+) -> pd.DataFrame:
+    """Rows per (model, metric) of `regions` (region_statistics tables), then a "union" row per metric."""
+    rows = []
+    for metric in sorted({m for _, m in regions}):
+        union: set[int] = set()
+        for (model, m), table in regions.items():
+            if m != metric:
+                continue
+            found = set(significant_regions(table, criterion))
+            union |= found
+            rows.append(_row(metric, model, criterion, planted, found))
+        rows.append(_row(metric, "union", criterion, planted, union))
+    return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+
+
+def truth_check_files(
+    regions: Sequence[str], planted: str, tsv: str, md: str, criterion: str = "fdr", html: str | None = None
+) -> pd.DataFrame:
+    """Rule check_truth: the models' regions.tsv files + the planted-regions TSV -> truth_check (TSV, Markdown)."""
+    tables = {model_metric_from_path(p): read_tsv(p, required=(f"significant_{criterion}", "region")) for p in regions}
+    out = truth_check(tables, planted_sex_regions(planted), criterion)
+    write_table(out, tsv, md, f"Planted sex-effect regions vs {criterion}-significant regions", html)
+    for row in out[out["model"] == "union"].itertuples():
+        log.info("%s union: precision %.2f recall %.2f", row.metric, row.precision, row.recall)
+    return out

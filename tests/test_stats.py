@@ -1,0 +1,199 @@
+"""Wilcoxon tests, p-value corrections, Table 3, the model comparison, the truth check and the region figures."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import matplotlib.image as mpimg
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmriscope.render.figures import choose_slices, label_point, render_region_figures
+from dmriscope.stats import (
+    adjust_pvalues,
+    compare_models,
+    region_statistics,
+    significant_regions,
+    table3,
+    wilcoxon_greater,
+    write_table,
+)
+from dmriscope.truth import planted_sex_regions, precision_recall, truth_check
+
+
+def exact_signed_rank_p(delta: np.ndarray) -> float:
+    """P(W+ >= observed) under H0 by enumerating all 2^n sign patterns (no ties, no zeros)."""
+    ranks = np.argsort(np.argsort(np.abs(delta))) + 1
+    observed = ranks[delta > 0].sum()
+    null = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=len(delta))]
+    return float(np.mean(np.asarray(null) >= observed))
+
+
+def test_wilcoxon_hand_cases() -> None:
+    assert wilcoxon_greater([1, 2, 3, 4, 5]) == pytest.approx((15.0, 1 / 32))
+    # ranks 1..5, W+ = 1 + 3 + 4 + 5 = 13; P(W+ >= 13) = P(complement sum <= 2) = 3/32
+    assert wilcoxon_greater([1, -2, 3, 4, 5])[1] == pytest.approx(3 / 32)
+    assert wilcoxon_greater([-1, -2, -3, -4, -5])[1] == pytest.approx(1.0)
+
+
+def test_wilcoxon_matches_exact_enumeration() -> None:
+    rng = np.random.default_rng(0)
+    for shift in (0.0, 0.5, 1.0):
+        delta = rng.normal(shift, 1.0, size=10)
+        assert wilcoxon_greater(delta)[1] == pytest.approx(exact_signed_rank_p(delta), abs=1e-12)
+
+
+def test_all_zero_delta_gets_p_one() -> None:
+    assert wilcoxon_greater(np.zeros(12)) == (0.0, 1.0)
+    assert wilcoxon_greater([]) == (0.0, 1.0)
+
+
+def test_bh_and_holm_on_a_known_vector() -> None:
+    fdr, holm = adjust_pvalues([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(fdr, [0.02, 0.04, 0.04, 0.02])
+    np.testing.assert_allclose(holm, [0.03, 0.06, 0.06, 0.02])
+
+
+def delta_table() -> pd.DataFrame:
+    """Region 1: all positive; region 2: all zero; region 3: all negative; 6 subjects."""
+    rows = []
+    for i in range(6):
+        for region, value in ((1, 0.1 * (i + 1)), (2, 0.0), (3, -0.01 * (i + 1))):
+            rows.append({"subject": f"s{i}", "region": region, "name": f"r{region}", "delta_p": value})
+    return pd.DataFrame(rows)
+
+
+def test_region_statistics_hand_case() -> None:
+    atlas = np.zeros((4, 4, 4), dtype=np.int16)
+    atlas[0] = 1  # 16 voxels
+    atlas[1, :2] = 2  # 8 voxels
+    atlas[2, 0, 0] = 3  # 1 voxel
+    wm = atlas > 0
+    wm[3] = True  # WM beyond the atlas: 16 more voxels, 41 in all
+    table = region_statistics(delta_table(), atlas, wm, alpha=0.05).set_index("region")
+    assert table.loc[1, "p_raw"] == pytest.approx(1 / 64)
+    assert table.loc[2, "p_raw"] == 1.0
+    assert table.loc[3, "p_raw"] == pytest.approx(1.0)
+    np.testing.assert_allclose(table["p_fdr"], [3 / 64, 1.0, 1.0])
+    np.testing.assert_allclose(table["p_holm"], [3 / 64, 1.0, 1.0])
+    np.testing.assert_allclose(table["volume_fraction"], [16 / 41, 8 / 41, 1 / 41])
+    assert table.loc[1, "median_delta_p"] == pytest.approx(0.35)
+    assert significant_regions(table.reset_index(), "raw") == [1]
+
+
+def test_table3_lists_regions() -> None:
+    atlas = np.repeat(np.arange(1, 4, dtype=np.int16), 4).reshape(3, 2, 2)
+    regions = region_statistics(delta_table(), atlas, atlas > 0)
+    out = table3({("cnn3d", "FA"): regions})
+    assert out.loc[0, "regions_raw"] == "1 r1" and out.loc[0, "n_raw"] == 1
+    assert out.loc[0, "regions_fdr"] == "1 r1"
+
+
+def predictions(p_male: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"subject": [f"s{i}" for i in range(len(labels))], "label": labels, "p_female": 1 - p_male, "p_male": p_male}
+    )
+
+
+def test_compare_models_hand_case() -> None:
+    labels = np.array([1, 0, 1, 0, 1, 0])
+    ref_correct = np.array([0.6, 0.7, 0.55, 0.8, 0.65, 0.52])
+    better = ref_correct + np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    to_p_male = lambda c: np.where(labels == 1, c, 1 - c)
+    preds = {
+        ("vit_scratch", "FA"): predictions(to_p_male(ref_correct), labels),
+        ("cnn3d", "FA"): predictions(to_p_male(better), labels),
+        ("cnn2d", "FA"): predictions(to_p_male(ref_correct), labels),
+    }
+    out = compare_models(preds, reference="vit_scratch").set_index("model")
+    assert out.loc["cnn3d", "p_value"] == pytest.approx(2 / 64)  # all 6 differences positive, two-sided
+    assert out.loc["cnn3d", "median_difference"] == pytest.approx(0.035)
+    assert out.loc["cnn2d", "p_value"] == 1.0  # identical predictions
+
+
+def test_precision_recall_hand_cases() -> None:
+    r = precision_recall({3, 5, 17}, {3, 5, 9})
+    assert (r["true_positives"], r["false_positives"], r["false_negatives"]) == (2, 1, 1)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    r = precision_recall({3, 5}, set())
+    assert math.isnan(r["precision"]) and r["recall"] == 0.0
+    r = precision_recall(set(), {4})
+    assert r["precision"] == 0.0 and math.isnan(r["recall"])
+
+
+def fake_regions(fdr: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"region": range(1, 11), "significant_fdr": [r in fdr for r in range(1, 11)]})
+
+
+def test_truth_check_rows_and_union(tmp_path) -> None:
+    planted_tsv = tmp_path / "planted.tsv"
+    pd.DataFrame(
+        {
+            "region": [3, 5, 11, 7],
+            "name": ["a", "b", "c", "d"],
+            "effect": ["sex", "sex", "age", "sex"],
+            "size": [1.2, -1.2, -0.6, 0.0],
+        }
+    ).to_csv(planted_tsv, sep="\t", index=False)
+    planted = planted_sex_regions(str(planted_tsv))
+    assert planted == {3, 5}
+    out = truth_check({("cnn2d", "FA"): fake_regions([3]), ("cnn3d", "FA"): fake_regions([5, 9])}, planted)
+    union = out[out["model"] == "union"].iloc[0]
+    assert (union["true_positives"], union["false_positives"], union["recall"]) == (2, 1, 1.0)
+    assert union["precision"] == pytest.approx(2 / 3) and union["spurious"] == "9"
+    assert out[out["model"] == "cnn2d"].iloc[0]["missed"] == "5"
+
+
+def test_write_table(tmp_path) -> None:
+    write_table(pd.DataFrame({"a": [1.23456789], "b": ["x"]}), tmp_path / "t.tsv", tmp_path / "t.md", "T")
+    assert "1.235" in (tmp_path / "t.md").read_text()
+    assert pd.read_csv(tmp_path / "t.tsv", sep="\t").shape == (1, 2)
+
+
+def test_choose_slices_covers_every_region() -> None:
+    atlas = np.zeros((5, 5, 10), dtype=np.int16)
+    atlas[1, 1, 2], atlas[2, 2, 2], atlas[1, 1, 7], atlas[3, 3, 5] = 1, 2, 3, 4
+    assert choose_slices(atlas, [1, 2, 3], n_slices=4) == [2, 7]
+    chosen = choose_slices(atlas, [1, 2, 3, 4], n_slices=2)  # cannot cover all: the 2-region slice comes first
+    assert len(chosen) == 2 and 2 in chosen
+    assert choose_slices(atlas, [], n_slices=3) == [5]
+    ring = np.ones((5, 5), bool)
+    ring[2, 2] = False
+    assert ring[label_point(ring)]  # the label lies inside a region with a hole in its centre
+
+
+@pytest.mark.parametrize("zoom", [4.0, 1.0])
+def test_region_figures_are_written(tmp_path, zoom: float) -> None:
+    shape = (12, 14, 12) if zoom == 4.0 else (48, 56, 48)
+    affine = np.diag([zoom, zoom, zoom, 1.0])
+    rng = np.random.default_rng(0)
+    atlas = rng.integers(0, 6, size=shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(rng.random(shape).astype(np.float32), affine), tmp_path / "t.nii.gz")
+    nib.save(nib.Nifti1Image(atlas, affine), tmp_path / "a.nii.gz")
+    paths = {}
+    for model, sig in (("cnn2d", [1, 4]), ("cnn3d", [])):
+        table = pd.DataFrame(
+            {
+                "region": range(1, 6),
+                "name": [f"n{r}" for r in range(1, 6)],
+                "median_delta_p": np.linspace(-0.1, 0.2, 5),
+                "significant_raw": [r in sig for r in range(1, 6)],
+                "significant_fdr": [r == 1 for r in range(1, 6)],
+            }
+        )
+        paths[model] = tmp_path / model / "FA" / "regions.tsv"
+        paths[model].parent.mkdir(parents=True)
+        table.to_csv(paths[model], sep="\t", index=False)
+    labels = tmp_path / "labels.tsv"
+    pd.DataFrame({"index": range(1, 6), "name": [f"n{r}" for r in range(1, 6)]}).to_csv(labels, sep="\t", index=False)
+    sig_png, heat_png = tmp_path / "sig.png", tmp_path / "heat.png"
+    render_region_figures(
+        list(paths.values()), tmp_path / "t.nii.gz", tmp_path / "a.nii.gz", labels, sig_png, heat_png, "FA"
+    )
+    for png in (sig_png, heat_png):
+        image = mpimg.imread(png)
+        assert image.shape[0] > 300 and image.shape[1] > 300
+        assert image[..., :3].std() > 0.05  # not blank

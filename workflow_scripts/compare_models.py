@@ -1,0 +1,20 @@
+"""Rule compare_models: each model's test correct-class probabilities against the reference model's (Wilcoxon)."""
+
+from dmriscope.io import run_script
+from dmriscope.stats import compare_models_files
+
+
+def main(predictions: list[str], tsv: str, md: str, html: str, reference: str) -> None:
+    compare_models_files(predictions, tsv, md, reference, html)
+
+
+if __name__ == "__main__":
+    run_script(
+        main,
+        snakemake.log[0],  # noqa: F821
+        predictions=list(snakemake.input.predictions),  # noqa: F821
+        tsv=snakemake.output.tsv,  # noqa: F821
+        md=snakemake.output.md,  # noqa: F821
+        html=snakemake.output.html,  # noqa: F821
+        reference=snakemake.params.reference,  # noqa: F821
+    )

@@ -1,0 +1,38 @@
+"""Rule occlude_regions: occlude each atlas region of each test subject and record the correct-class probability."""
+
+from dmriscope.io import run_script
+from dmriscope.occlusion import occlude_model_files
+
+
+def main(
+    checkpoint: str,
+    tensor: str,
+    index: str,
+    brain_mask: str,
+    atlas: str,
+    wm_mask: str,
+    labels: str,
+    delta_p: str,
+    batch_size: int,
+    threads: int,
+) -> None:
+    occlude_model_files(
+        checkpoint, tensor, index, brain_mask, atlas, wm_mask, labels, delta_p, batch_size=batch_size, threads=threads
+    )
+
+
+if __name__ == "__main__":
+    run_script(
+        main,
+        snakemake.log[0],  # noqa: F821
+        checkpoint=snakemake.input.checkpoint,  # noqa: F821
+        tensor=snakemake.input.tensor,  # noqa: F821
+        index=snakemake.input.index,  # noqa: F821
+        brain_mask=snakemake.input.brain_mask,  # noqa: F821
+        atlas=snakemake.input.atlas,  # noqa: F821
+        wm_mask=snakemake.input.wm_mask,  # noqa: F821
+        labels=snakemake.input.labels,  # noqa: F821
+        delta_p=snakemake.output.delta_p,  # noqa: F821
+        batch_size=snakemake.params.batch_size,  # noqa: F821
+        threads=snakemake.threads,  # noqa: F821
+    )
