@@ -7,24 +7,40 @@ rule prepare_template:
         atlas="results/template/atlas.nii.gz",
         labels="results/template/atlas_labels.tsv",
         wm_mask="results/template/wm_mask.nii.gz",
+        tissue="results/template/tissue.nii.gz",
+        texture="results/truth/texture.nii.gz",
         planted="results/truth/planted_regions.tsv",
+    log:
+        "logs/prepare_template/prepare_template.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         synthetic=config["synthetic"],
         seed=config["cohort"]["seed"],
-    log:
-        "logs/prepare_template/prepare_template.log",
     script:
         "../workflow_scripts/prepare_template.py"
 
 
 rule build_participants:
+    input:
+        table=(
+            [config["cohort"]["participants"]]
+            if config["cohort"]["participants"]
+            else []
+        ),
     output:
         participants="results/cohort/participants.tsv",
+    log:
+        "logs/build_participants/build_participants.log",
+    conda:
+        "../envs/dmriscope.yaml"
     params:
         subjects=SUBJECTS,
         cohort=config["cohort"],
-    log:
-        "logs/build_participants/build_participants.log",
     script:
         "../workflow_scripts/build_participants.py"
 
@@ -32,8 +48,9 @@ rule build_participants:
 rule synthesize_subject:
     input:
         participants="results/cohort/participants.tsv",
-        template="results/template/template_FA.nii.gz",
         atlas="results/template/atlas.nii.gz",
+        tissue="results/template/tissue.nii.gz",
+        texture="results/truth/texture.nii.gz",
     output:
         dwi=temp("results/raw/sub-{subject}/dwi.nii.gz"),
         bval="results/raw/sub-{subject}/dwi.bval",
@@ -41,11 +58,19 @@ rule synthesize_subject:
         mask="results/raw/sub-{subject}/brain_mask.nii.gz",
         truth=expand("results/truth/sub-{{subject}}/{metric}.nii.gz", metric=METRICS),
         params="results/truth/sub-{subject}/params.json",
+    log:
+        "logs/synthesize_subject/sub-{subject}.log",
+    benchmark:
+        "benchmarks-out/synthesize_subject/sub-{subject}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=10,
     params:
         synthetic=config["synthetic"],
         seed=config["cohort"]["seed"],
         dki=config["dki"],
-    log:
-        "logs/synthesize_subject/sub-{subject}.log",
     script:
         "../workflow_scripts/synthesize_subject.py"
