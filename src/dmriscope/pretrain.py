@@ -1,0 +1,275 @@
+"""Masked-autoencoder pretraining of the ViT encoder: a 2D MAE on sagittal slabs, then a 3D MAE on volumes.
+
+Stage 1 (`pretrain_mae2d`): every training subject's volume is cut into S/s slabs of s consecutive sagittal slices
+(s = the ViT patch depth); a slab is an s-channel 2D image, and a 2D ViT encoder (see
+:func:`dmriscope.models.vit.build_slab_encoder`) is pretrained on them with a MAE. Stage 2 (`pretrain_mae3d`): the
+2D encoder initialises the 3D encoder (patch embedding reshaped, positional table extended along the slab axis, see
+:mod:`dmriscope.models.vit`), the decoder starts fresh, and a 3D MAE is pretrained on the volumes. Only subjects in
+the training set are used. Inputs are normalised by the tensor store's training statistics
+(:class:`dmriscope.tensors.Normaliser`: (x - mean) / std inside the brain mask, 0 outside).
+
+Optimisation: AdamW (betas 0.9, 0.95, as MAE; no weight decay on biases, norms, tokens and positional tables), a
+per-step linear warm-up then cosine decay to 0; CUDA with bf16 autocast when present, else CPU in float32. Runs are
+seeded and deterministic on CPU. Every epoch appends one JSON line (epoch, loss, lr, seconds) to the history.
+Checkpoints (``torch.save``, readable with ``weights_only=True``) hold kind ("mae2d"/"mae3d"), model (the MAE state
+dict: ``encoder.*`` + decoder), vit and pretrain hyper-parameters, grid, seed and history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dmriscope.engine_state import autocast, pick_device, warmup_cosine
+from dmriscope.io import InputError, atomic_path, progress
+from dmriscope.models.mae import MaskedAutoencoder
+from dmriscope.models.vit import ViTEncoder, build_slab_encoder, load_encoder_state
+from dmriscope.pretrain_figures import plot_loss, plot_reconstruction
+from dmriscope.tensors import Normaliser, VolumeDataset, read_index
+
+log = logging.getLogger(__name__)
+
+ENCODER_KEYS = ("dim", "depth", "heads", "mlp_dim", "dropout", "checkpointing")
+NO_DECAY = ("cls_token", "cls_pos", "mask_token", "position_embeddings")
+
+
+class SlabDataset(VolumeDataset):
+    """Slabs of ``slab`` consecutive sagittal slices: item i -> (x float32 (slab, H, W), label), normalised.
+
+    Item ``i`` is slab ``i % (S / slab)`` of subject row ``i // (S / slab)``; only that slab is read from the store.
+    """
+
+    def __init__(self, npy: str | Path, index: Any, norm: Normaliser, brain_mask: np.ndarray, slab: int) -> None:
+        super().__init__(npy, index, norm, brain_mask)
+        if self.brain_mask.shape[0] % slab:
+            raise InputError(f"{npy}: {self.brain_mask.shape[0]} slices are not divisible by the slab depth {slab}")
+        self.slab = slab
+        self.n_slabs = self.brain_mask.shape[0] // slab
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.n_slabs
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        r, k = divmod(i, self.n_slabs)
+        part = slice(k * self.slab, (k + 1) * self.slab)
+        x = self.norm.apply(self.store[self.rows[r], part], self.brain_mask[part])
+        return torch.from_numpy(x), torch.tensor(self.labels[r])
+
+
+def open_store(
+    tensors: str | os.PathLike, index: str | os.PathLike, norm: str | os.PathLike, brain_mask: str | os.PathLike
+) -> tuple[Any, Normaliser, np.ndarray, tuple[int, int, int]]:
+    """The index table, normaliser, brain mask and grid (S, H, W) of a tensor store, checked against each other."""
+    for path in (tensors, index, norm, brain_mask):
+        if not Path(path).exists():
+            raise InputError(f"{path}: file not found")
+    store = np.load(tensors, mmap_mode="r")
+    if store.ndim != 4:
+        raise InputError(f"{tensors}: expected a 4D (N, S, H, W) array, got shape {store.shape}")
+    table = read_index(index)
+    if len(table) and (table["row"].min() < 0 or table["row"].max() >= store.shape[0]):
+        raise InputError(f"{index}: row numbers outside the store's {store.shape[0]} rows")
+    mask = np.load(brain_mask).astype(bool)
+    if mask.shape != store.shape[1:]:
+        raise InputError(f"{brain_mask}: shape {mask.shape} differs from the store grid {store.shape[1:]}")
+    normaliser = Normaliser.from_json(norm)
+    if not (math.isfinite(normaliser.std) and normaliser.std > 0):
+        raise InputError(f"{norm}: std must be positive, got {normaliser.std}")
+    return table, normaliser, mask, tuple(int(v) for v in store.shape[1:])  # type: ignore[return-value]
+
+
+def subset(table: Any, sets: tuple[str, ...], index_path: str | os.PathLike) -> Any:
+    """Rows of the index whose set is in ``sets``; ``InputError`` naming the index when there are none."""
+    chosen = table[table["set"].isin(list(sets))]
+    if chosen.empty:
+        raise InputError(f"{index_path}: no subject in set(s) {list(sets)}")
+    return chosen
+
+
+def encoder_hparams(vit: Mapping[str, Any]) -> dict[str, Any]:
+    """The ViTEncoder keyword arguments from a ``models.vit`` config section (patch handled separately)."""
+    return {k: vit[k] for k in ENCODER_KEYS if k in vit}
+
+
+def build_mae(encoder: ViTEncoder, pretrain: Mapping[str, Any]) -> MaskedAutoencoder:
+    """A MAE around ``encoder`` with the decoder and masking settings of the ``pretrain`` config section."""
+    keys = ("decoder_dim", "decoder_depth", "decoder_heads", "mask_ratio", "norm_pix_loss")
+    return MaskedAutoencoder(encoder, **{k: pretrain[k] for k in keys if k in pretrain})
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW (betas 0.9, 0.95); no decay on 1-D parameters, tokens and positional tables."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            skip = param.ndim <= 1 or name.rsplit(".", 1)[-1] in NO_DECAY
+            (no_decay if skip else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
+
+
+def train_mae(
+    mae: MaskedAutoencoder,
+    dataset: Dataset,
+    stage: Mapping[str, Any],
+    weight_decay: float,
+    seed: int,
+    history_path: str | os.PathLike,
+    device: torch.device,
+    desc: str = "mae",
+) -> list[dict[str, float]]:
+    """Train ``mae`` on ``dataset``; write one JSON line per epoch to ``history_path`` (atomically, at the end).
+
+    Args:
+        stage: epochs, batch_size, lr (peak), warmup_epochs.
+        weight_decay: AdamW decoupled weight decay. seed: seeds the shuffling and the masks.
+    Returns:
+        the history rows: epoch (1-based), loss (mean masked-patch MSE over the epoch's samples), lr (of the
+        epoch's last step), seconds.
+    """
+    torch.manual_seed(seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=min(int(stage["batch_size"]), len(dataset)),
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=device.type == "cuda",
+    )
+    epochs = int(stage["epochs"])
+    optimizer = make_optimizer(mae, float(stage["lr"]), weight_decay)
+    total, warm = epochs * len(loader), int(stage["warmup_epochs"]) * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warm, total, 0.0))
+    mae.to(device).train()
+    rows: list[dict[str, float]] = []
+    with atomic_path(history_path) as tmp, open(tmp, "w") as history:
+        for epoch in range(1, epochs + 1):
+            start, loss_sum, n_seen = time.perf_counter(), 0.0, 0
+            for x, _ in progress(loader, desc=f"{desc} epoch {epoch}/{epochs}"):
+                x = x.to(device, non_blocking=True)
+                with autocast(device):
+                    loss, _, _ = mae(x)
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"{desc}: loss is {loss.item()} at epoch {epoch}; lower pretrain lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.item() * len(x)
+                n_seen += len(x)
+            row = {"epoch": epoch, "loss": loss_sum / n_seen, "lr": lr, "seconds": time.perf_counter() - start}
+            history.write(json.dumps(row) + "\n")
+            history.flush()
+            rows.append(row)
+            log.info("%s epoch %d/%d: loss %.5f, lr %.3g, %.1f s", desc, epoch, epochs, row["loss"], lr, row["seconds"])
+    return rows
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    kind: str,
+    mae: MaskedAutoencoder,
+    vit: Mapping[str, Any],
+    pretrain: Mapping[str, Any],
+    grid: tuple[int, int, int],
+    history: list[dict[str, float]],
+) -> None:
+    """Write a MAE checkpoint atomically (plain containers only, so ``torch.load(weights_only=True)`` reads it)."""
+    state = {k: v.detach().cpu() for k, v in mae.state_dict().items()}
+    plain = json.loads(json.dumps({"vit": dict(vit), "pretrain": dict(pretrain), "history": history}))
+    ckpt = {"kind": kind, "model": state, "grid": list(grid), "seed": int(pretrain["seed"]), **plain}
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    log.info("wrote %s", path)
+
+
+def pretrain_mae2d(
+    tensors: str,
+    index: str,
+    norm: str,
+    brain_mask: str,
+    checkpoint: str,
+    history: str,
+    loss_png: str,
+    vit: Mapping[str, Any],
+    pretrain: Mapping[str, Any],
+    threads: int = 1,
+) -> None:
+    """Rule pretrain_mae2d: a 2D MAE on the training subjects' sagittal slabs (s = vit patch depth)."""
+    torch.set_num_threads(max(1, int(threads)))
+    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask)
+    patch = tuple(vit["patch"])
+    check_grid_fits(grid, patch, tensors)
+    slabs = SlabDataset(tensors, subset(table, ("train",), index), normaliser, mask, patch[0])
+    log.info("2D MAE: %d training subjects x %d slabs of %dx%dx%d", len(slabs.rows), slabs.n_slabs, patch[0], *grid[1:])
+    torch.manual_seed(int(pretrain["seed"]))
+    mae = build_mae(build_slab_encoder(grid, patch, **encoder_hparams(vit)), pretrain)
+    device = pick_device()
+    rows = train_mae(
+        mae, slabs, pretrain["mae2d"], pretrain["weight_decay"], pretrain["seed"], history, device, "mae2d"
+    )
+    save_checkpoint(checkpoint, "mae2d", mae, vit, pretrain, grid, rows)
+    plot_loss(rows, loss_png, "2D MAE (sagittal slabs)")
+
+
+def pretrain_mae3d(
+    tensors: str,
+    index: str,
+    norm: str,
+    brain_mask: str,
+    init: str,
+    checkpoint: str,
+    history: str,
+    loss_png: str,
+    figure: str,
+    vit: Mapping[str, Any],
+    pretrain: Mapping[str, Any],
+    threads: int = 1,
+) -> None:
+    """Rule pretrain_mae3d: a 3D MAE on training volumes, encoder initialised from the 2D MAE ``init``."""
+    torch.set_num_threads(max(1, int(threads)))
+    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask)
+    patch = tuple(vit["patch"])
+    check_grid_fits(grid, patch, tensors)
+    volumes = VolumeDataset(tensors, subset(table, ("train",), index), normaliser, mask)
+    torch.manual_seed(int(pretrain["seed"]))
+    mae = build_mae(ViTEncoder(1, grid, patch, **encoder_hparams(vit)), pretrain)
+    init_from_2d(mae.encoder, init)
+    log.info("3D MAE: %d training volumes, %d patches each", len(volumes), mae.encoder.n_patches)
+    device = pick_device()
+    rows = train_mae(
+        mae, volumes, pretrain["mae3d"], pretrain["weight_decay"], pretrain["seed"], history, device, "mae3d"
+    )
+    save_checkpoint(checkpoint, "mae3d", mae, vit, pretrain, grid, rows)
+    plot_loss(rows, loss_png, "3D MAE (volumes)")
+    shown = table[table["set"] == "val"] if (table["set"] == "val").any() else subset(table, ("train",), index)
+    sample = VolumeDataset(tensors, shown.iloc[:1], normaliser, mask)
+    plot_reconstruction(
+        mae,
+        sample[0][0],
+        f"sub-{shown.iloc[0]['subject']} ({shown.iloc[0]['set']})",
+        figure,
+        seed=int(pretrain["seed"]),
+        device=device,
+    )
+
+
+def check_grid_fits(grid: tuple[int, int, int], patch: tuple[int, ...], tensors: str | os.PathLike) -> None:
+    """``InputError`` unless the store grid is divisible by the ViT patch on every axis."""
+    if len(patch) != 3 or any(g % p for g, p in zip(grid, patch)):
+        raise InputError(f"{tensors}: grid {grid} is not divisible by models.vit.patch {list(patch)}")
+
+
+def init_from_2d(encoder: ViTEncoder, init: str | os.PathLike) -> None:
+    """Initialise a 3D encoder from a "mae2d" checkpoint (weights reshaped, positions extended)."""
+    load_encoder_state(encoder, init, kinds=("mae2d",))
