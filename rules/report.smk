@@ -1,0 +1,35 @@
+# Tables 2 (test performance per model and metric, AUC CIs) and 4 (parameter counts at the paper's input size).
+# Needs MODELS and METRICS from rules/common.smk.
+
+
+rule render_table2:
+    input:
+        metrics=expand(
+            "results/models/{model}/{metric}/metrics.json",
+            model=MODELS,
+            metric=METRICS,
+        ),
+    output:
+        tsv="results/tables/table2_performance.tsv",
+        md="results/tables/table2_performance.md",
+    log:
+        "logs/render_table2/render_table2.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        models=MODELS,
+        metrics=METRICS,
+    script:
+        "../workflow_scripts/render_table2.py"
+
+
+rule render_table4:
+    output:
+        tsv="results/tables/table4_parameters.tsv",
+        md="results/tables/table4_parameters.md",
+    log:
+        "logs/render_table4/render_table4.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    script:
+        "../workflow_scripts/render_table4.py"

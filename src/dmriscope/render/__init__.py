@@ -1,0 +1,1 @@
+"""Rendering of the paper's tables (`tables`) and figures."""

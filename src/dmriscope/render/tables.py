@@ -1,0 +1,140 @@
+"""Table 2 (test-set performance per model and metric, with AUC confidence intervals) and Table 4 (parameter counts).
+
+Both are written as TSV (machine-readable) and Markdown (pandas ``to_markdown``; ``tabulate`` ships with snakemake).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from dmriscope.io import InputError, atomic_path
+
+log = logging.getLogger(__name__)
+
+DISPLAY_NAMES = {
+    "cnn2d": "2D CNN (ResNet18 on sagittal slabs)",
+    "cnn3d": "3D CNN (ResNet-10)",
+    "vit": "3D ViT",
+    "vit_scratch": "3D ViT, from scratch",
+    "vit_linprobe": "3D ViT, MAE + linear probing",
+    "vit_finetune": "3D ViT, MAE + fine-tuning",
+}
+CELL_KEYS = ("auc", "accuracy", "precision", "recall")
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def performance_cell(metrics: Mapping) -> str:
+    """``AUC/Acc/Prec/Rec`` with 3 decimals, e.g. ``0.912/0.850/0.833/0.789``."""
+    return "/".join(_number(metrics[k]) for k in CELL_KEYS)
+
+
+def ci_cell(metrics: Mapping) -> str:
+    """``[low, high]`` of the AUC with 3 decimals (``n/a`` when undefined)."""
+    ci = metrics.get("auc_ci")
+    return "n/a" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per model: performance cells per metric, then the AUC CI per metric.
+
+    Args:
+        results: (model, metric) -> the content of that model's metrics.json.
+    """
+    rows = []
+    for model in models:
+        row = {"model": model, "name": DISPLAY_NAMES.get(model, model)}
+        for metric in metrics:
+            if (model, metric) not in results:
+                raise InputError(f"table 2: no metrics.json for model {model}, metric {metric}")
+            row[metric] = performance_cell(results[model, metric])
+        for metric in metrics:
+            row[f"{metric} AUC CI"] = ci_cell(results[model, metric])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def read_results(paths: Sequence[str | Path], models: Sequence[str], metrics: Sequence[str]) -> dict:
+    """metrics.json files given in (model, metric) order, model-major, as (model, metric) -> dict."""
+    keys = [(m, k) for m in models for k in metrics]
+    if len(paths) != len(keys):
+        raise InputError(f"table 2: {len(paths)} metrics files for {len(keys)} model x metric pairs")
+    results = {}
+    for key, path in zip(keys, paths, strict=True):
+        try:
+            results[key] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read metrics ({exc})") from None
+    return results
+
+
+def table2_markdown(table: pd.DataFrame, metrics: Sequence[str], ci_level: float, n_test: dict) -> str:
+    """Table 2 and its CI table as Markdown, with captions stating the cell layout and the positive class."""
+    perf = table[["name", *metrics]].rename(columns={"name": "model"})
+    ci = table[["name", *[f"{m} AUC CI" for m in metrics]]].rename(columns={"name": "model"})
+    ci.columns = ["model", *metrics]
+    tested = ", ".join(f"{n} male / {f} female" for n, f in sorted(set(n_test.values())))
+    return (
+        "**Table 2.** Sex classification on the test set "
+        f"({tested}). Cells: AUC/accuracy/precision/recall; positive class = male, threshold P(male) >= 0.5.\n\n"
+        + perf.to_markdown(index=False)
+        + f"\n\n**Table 2b.** {ci_level:.0%} confidence intervals of the test AUC (stratified bootstrap).\n\n"
+        + ci.to_markdown(index=False)
+        + "\n"
+    )
+
+
+def render_table2(
+    metric_files: Sequence[str], models: Sequence[str], metrics: Sequence[str], out_tsv: str, out_md: str
+) -> pd.DataFrame:
+    """Rule render_table2: read every metrics.json and write table2_performance.{tsv,md}."""
+    results = read_results(metric_files, models, metrics)
+    table = table2(results, models, metrics)
+    levels = {r.get("ci_level", 0.95) for r in results.values()}
+    n_test = {key: (r["n_male"], r["n_female"]) for key, r in results.items()}
+    with atomic_path(out_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(table2_markdown(table, metrics, min(levels), n_test))
+    log.info("table 2: %d models x %d metrics", len(models), len(metrics))
+    return table
+
+
+def table4(rows: Sequence[Mapping]) -> pd.DataFrame:
+    """Parameter counts per model: model, name, backbone, head, total (ints)."""
+    frame = pd.DataFrame(list(rows), columns=["model", "backbone", "head", "total"])
+    frame.insert(1, "name", [DISPLAY_NAMES.get(m, m) for m in frame["model"]])
+    return frame
+
+
+def table4_markdown(table: pd.DataFrame, grid: Sequence[int]) -> str:
+    """Table 4 as Markdown: counts with thousands separators and the total in millions."""
+    shown = table.drop(columns="model").rename(columns={"name": "model"})
+    for column in ("backbone", "head", "total"):
+        shown[column] = [f"{int(v):,}" for v in table[column]]
+    shown["total (M)"] = [f"{v / 1e6:.1f}" for v in table["total"]]
+    size = "x".join(str(g) for g in grid)
+    return (
+        f"**Table 4.** Parameters of each model at the paper's input size {size} "
+        "(backbone = feature extractor, head = classifier).\n\n" + shown.to_markdown(index=False) + "\n"
+    )
+
+
+def render_table4(out_tsv: str, out_md: str) -> pd.DataFrame:
+    """Rule render_table4: parameter counts of every registered model at 180x224x224 (built on the meta device)."""
+    from dmriscope.models.registry import PAPER_GRID, table4_rows
+
+    table = table4(table4_rows(PAPER_GRID))
+    with atomic_path(out_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(table4_markdown(table, PAPER_GRID))
+    log.info("table 4: %s", dict(zip(table["model"], table["total"], strict=True)))
+    return table

@@ -1,0 +1,144 @@
+"""Evaluation: metrics on hand-worked examples and against sklearn, a seeded bootstrap CI, and the rule's files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dmriscope.engine import predict, train_model_files
+from dmriscope.engine_state import load_model, torch_threads
+from dmriscope.evaluate import (
+    PREDICTION_COLUMNS,
+    bootstrap_auc_ci,
+    classification_metrics,
+    evaluate_model_files,
+    rank_auc,
+    summarise,
+)
+
+LABELS = np.array([1, 1, 0, 0, 1])
+P_MALE = np.array([0.9, 0.4, 0.6, 0.1, 0.7])
+
+
+def test_metrics_on_a_hand_worked_example():
+    # predicted male: 0.9, 0.6, 0.7 -> TP 2, FN 1 (0.4), FP 1 (0.6), TN 1 (0.1)
+    # AUC: of the 3 x 2 male/female pairs only (0.4, 0.6) is ordered wrongly -> 5/6
+    m = classification_metrics(LABELS, P_MALE)
+    assert m == {
+        "n": 5,
+        "n_male": 3,
+        "n_female": 2,
+        "auc": pytest.approx(5 / 6),
+        "accuracy": pytest.approx(0.6),
+        "precision": pytest.approx(2 / 3),
+        "recall": pytest.approx(2 / 3),
+    }
+
+
+def test_threshold_is_inclusive_and_degenerate_cases():
+    m = classification_metrics(np.array([1, 0]), np.array([0.5, 0.49]))
+    assert m["accuracy"] == 1.0 and m["precision"] == 1.0
+    m = classification_metrics(np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3]))  # nobody called male
+    assert m["precision"] == 0.0 and m["recall"] == 0.0 and m["auc"] == 0.0
+    assert classification_metrics(np.array([0, 0]), np.array([0.1, 0.8]))["auc"] is None
+
+
+def test_auc_matches_sklearn_on_random_data():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    p = np.round(rng.random(50), 1)  # ties included
+    assert classification_metrics(y, p)["auc"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_rank_auc_equals_sklearn_row_by_row():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 30)
+    scores = np.round(rng.random((40, 30)), 1)  # many ties
+    expected = [roc_auc_score(y, row) for row in scores]
+    np.testing.assert_allclose(rank_auc(y, scores), expected, rtol=0, atol=1e-12)
+
+
+def test_bootstrap_ci_is_seeded_and_contains_the_estimate():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(20, int), np.zeros(25, int)]
+    p = np.clip(0.5 + 0.25 * (y - 0.5) + rng.normal(0, 0.2, y.size), 0, 1)
+    auc = roc_auc_score(y, p)
+    a = bootstrap_auc_ci(y, p, n_resamples=500, seed=3)
+    assert a == bootstrap_auc_ci(y, p, n_resamples=500, seed=3)
+    assert a != bootstrap_auc_ci(y, p, n_resamples=500, seed=4)
+    assert a[0] < auc < a[1]
+    assert 0.02 < a[1] - a[0] < 0.5
+    narrow = bootstrap_auc_ci(y, p, n_resamples=500, seed=3, level=0.5)
+    assert a[0] < narrow[0] < narrow[1] < a[1]
+    assert bootstrap_auc_ci(np.array([1, 1, 0]), np.array([0.9, 0.8, 0.1]), 100) == (1.0, 1.0)
+    assert bootstrap_auc_ci(np.array([1, 1]), np.array([0.9, 0.8]), 100) is None
+
+
+def test_summary_has_age_bins_and_states_positive_class():
+    frame = pd.DataFrame({"label": LABELS, "p_male": P_MALE, "age_bin": ["22-25", "22-25", "22-25", "26-30", "26-30"]})
+    s = summarise(frame, n_resamples=200, seed=0)
+    assert "male" in s["positive_class"] and s["ci_level"] == 0.95
+    assert s["auc"] == pytest.approx(5 / 6)
+    young = s["by_age_bin"]["22-25"]
+    assert young["n_male"] == 2 and young["n_female"] == 1 and young["auc"] == pytest.approx(0.5)
+    assert s["by_age_bin"]["26-30"]["n_male"] == 1 and s["by_age_bin"]["26-30"]["n_female"] == 1
+
+
+def test_evaluate_model_files(tmp_path):
+    from test_engine import GRID, write_store
+
+    store = write_store(tmp_path / "store", effect=1.5, counts=(20, 10, 20))
+    out = tmp_path / "model"
+    with torch_threads(1):
+        train_model_files(
+            "cnn2d",
+            store["tensor"],
+            store["index"],
+            store["norm"],
+            store["brain_mask"],
+            store["split"],
+            None,
+            {"epochs": 2, "batch_size": 10, "seed": 0},
+            {"cnn2d": {"width": 4}},
+            list(GRID),
+            str(tmp_path / "ck"),
+            str(out / "best.pt"),
+            str(out / "history.jsonl"),
+            str(out / "hparams.json"),
+        )
+        summary = evaluate_model_files(
+            str(out / "best.pt"),
+            store["tensor"],
+            store["index"],
+            store["brain_mask"],
+            str(out / "history.jsonl"),
+            str(out / "predictions.tsv"),
+            str(out / "metrics.json"),
+            str(tmp_path / "fig/roc.png"),
+            str(tmp_path / "fig/curve.png"),
+            n_resamples=200,
+            seed=0,
+            threads=1,
+        )
+        model, _ = load_model(out / "best.pt", "cpu")
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t", dtype={"subject": str})
+    assert list(predictions.columns) == PREDICTION_COLUMNS and len(predictions) == 20
+    np.testing.assert_allclose(predictions["p_female"] + predictions["p_male"], 1.0, atol=2e-6)
+    index = pd.read_csv(store["index"], sep="\t")
+    assert list(predictions["subject"]) == list(index.loc[index["set"] == "test", "subject"])
+    assert (predictions["label"] == (predictions["sex"] == "M")).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(summary))
+    assert metrics["auc"] == pytest.approx(roc_auc_score(predictions["label"], predictions["p_male"]), abs=1e-5)
+    assert metrics["n_male"] + metrics["n_female"] == 20 and set(metrics["by_age_bin"]) == {"22-25", "26-30"}
+    from dmriscope.tensors import open_dataset
+
+    test = open_dataset(store["tensor"], store["index"], store["norm"], store["brain_mask"], ["test"])
+    p, _, _ = predict(model, test, __import__("torch").device("cpu"))
+    np.testing.assert_allclose(predictions["p_male"], p, atol=2e-6)
+    for name in ("roc.png", "curve.png"):
+        assert (tmp_path / "fig" / name).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,74 @@
+"""Tables 2 and 4: cell formatting, layout, files."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dmriscope.io import InputError
+from dmriscope.render.tables import ci_cell, performance_cell, render_table2, render_table4, table4, table4_markdown
+
+MODELS = ["cnn2d", "vit_finetune"]
+METRICS = ["FA", "MD", "MK"]
+
+
+def metrics_json(auc: float, ci: list | None = None) -> dict:
+    return {
+        "auc": auc,
+        "accuracy": 0.85,
+        "precision": 2 / 3,
+        "recall": 0.7891,
+        "auc_ci": ci,
+        "ci_level": 0.95,
+        "n_male": 9,
+        "n_female": 11,
+    }
+
+
+def test_cells_have_three_decimals():
+    assert performance_cell(metrics_json(0.91249)) == "0.912/0.850/0.667/0.789"
+    assert performance_cell({**metrics_json(0.5), "auc": None}).startswith("n/a/")
+    assert ci_cell(metrics_json(0.9, [0.81234, 0.99])) == "[0.812, 0.990]"
+    assert ci_cell(metrics_json(0.9, None)) == "n/a"
+
+
+def test_table2_files(tmp_path):
+    files = []
+    for i, model in enumerate(MODELS):
+        for j, metric in enumerate(METRICS):
+            path = tmp_path / model / metric / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(metrics_json(0.6 + 0.1 * i + 0.01 * j, [0.5, 0.7 + 0.01 * j])))
+            files.append(str(path))
+    render_table2(files, MODELS, METRICS, tmp_path / "t2.tsv", tmp_path / "t2.md")
+    tsv = pd.read_csv(tmp_path / "t2.tsv", sep="\t")
+    assert list(tsv["model"]) == MODELS
+    assert list(tsv.columns) == ["model", "name", *METRICS, *[f"{m} AUC CI" for m in METRICS]]
+    assert tsv.loc[1, "MD"] == "0.710/0.850/0.667/0.789"  # model-major order of the input files
+    assert tsv.loc[0, "MK AUC CI"] == "[0.500, 0.720]"
+    md = (tmp_path / "t2.md").read_text()
+    assert "positive class = male" in md and "95% confidence intervals" in md and "9 male / 11 female" in md
+    assert "| 3D ViT, MAE + fine-tuning" in md and "0.710/0.850/0.667/0.789" in md
+    with pytest.raises(InputError, match="6 model x metric"):
+        render_table2(files[:5], MODELS, METRICS, tmp_path / "x.tsv", tmp_path / "x.md")
+
+
+def test_table4_layout():
+    rows = [
+        {"model": "cnn2d", "backbone": 11176512, "head": 30721, "total": 11207233},
+        {"model": "vit", "backbone": 100, "head": 10, "total": 110},
+    ]
+    table = table4(rows)
+    assert list(table.columns) == ["model", "name", "backbone", "head", "total"]
+    md = table4_markdown(table, (180, 224, 224))
+    assert "180x224x224" in md and "11,207,233" in md and "11.2" in md
+
+
+def test_render_table4_from_the_registry(tmp_path):
+    table = render_table4(str(tmp_path / "t4.tsv"), str(tmp_path / "t4.md"))
+    tsv = pd.read_csv(tmp_path / "t4.tsv", sep="\t")
+    assert {"cnn2d", "cnn3d", "vit"} <= set(tsv["model"])
+    assert (tsv["backbone"] + tsv["head"] <= tsv["total"]).all() and (tsv["head"] > 0).all()
+    assert len(table) == len(tsv)

@@ -1,0 +1,242 @@
+"""The tensor store: exact crop/pad offsets, training-only normalisation, and a loader equal to NIfTI loading."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dmriscope.io import InputError, save_nifti
+from dmriscope.tensors import (
+    Normaliser,
+    RunningMoments,
+    from_grid,
+    grid_atlas,
+    grid_slices,
+    open_dataset,
+    read_index,
+    stack_tensors,
+    to_grid,
+)
+
+SHAPE = (7, 6, 5)  # template shape of the toy cohort
+GRID = (6, 8, 4)  # crop 7->6, pad 6->8, crop 5->4
+
+
+def test_paper_and_synthetic_offsets():
+    src, dst = grid_slices((182, 218, 182), (180, 224, 224))
+    assert src == (slice(1, 181), slice(0, 218), slice(0, 182))
+    assert dst == (slice(0, 180), slice(3, 221), slice(21, 203))
+    src, dst = grid_slices((38, 46, 38), (36, 48, 48))
+    assert src == (slice(1, 37), slice(0, 46), slice(0, 38))
+    assert dst == (slice(0, 36), slice(1, 47), slice(5, 43))
+
+
+def test_to_grid_odd_excess_goes_to_the_high_end():
+    volume = np.arange(np.prod((6, 4, 3)), dtype=np.float32).reshape(6, 4, 3) + 1
+    out = to_grid(volume, (3, 7, 3), fill=-1)
+    # axis 0: 6 -> 3 keeps source slices 1, 2, 3; axis 1: 4 -> 7 puts the volume at 1..4, one pad low, two high
+    np.testing.assert_array_equal(out[:, 1:5, :], volume[1:4])
+    assert (out[:, 0, :] == -1).all() and (out[:, 5:, :] == -1).all()
+    assert out.dtype == volume.dtype
+
+
+def test_from_grid_inverts_on_the_kept_region():
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=SHAPE).astype(np.float32)
+    back = from_grid(to_grid(volume, GRID), SHAPE)
+    src, _ = grid_slices(SHAPE, GRID)
+    np.testing.assert_array_equal(back[src], volume[src])
+    kept = np.zeros(SHAPE, bool)
+    kept[src] = True
+    assert (back[~kept] == 0).all()
+    tensor = rng.normal(size=GRID).astype(np.float32)
+    _, dst = grid_slices(SHAPE, GRID)
+    np.testing.assert_array_equal(to_grid(from_grid(tensor, SHAPE), GRID)[dst], tensor[dst])
+
+
+def test_running_moments_match_numpy():
+    rng = np.random.default_rng(1)
+    chunks = [rng.normal(3e-3, 1e-3, size=n) for n in (5, 100, 1, 37)]
+    moments = RunningMoments()
+    for chunk in chunks:
+        moments.update(chunk)
+    allv = np.concatenate(chunks)
+    assert moments.n == allv.size
+    assert np.isclose(moments.mean, allv.mean(), rtol=1e-12)
+    assert np.isclose(moments.std, allv.std(), rtol=1e-10)
+
+
+def make_cohort(tmp_path, n: int = 8, scale: float = 1.0, seed: int = 0) -> dict:
+    """Toy template, maps and split on disk; subject s009 is 'unused'."""
+    rng = np.random.default_rng(seed)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    fa = np.zeros(SHAPE, np.float32)
+    fa[1:6, 1:5, 1:4] = 0.5
+    save_nifti(fa, affine, tmp_path / "template_FA.nii.gz")
+    sets = ["train"] * 4 + ["val"] * 2 + ["test"] * 2 + ["unused"]
+    sexes = ["M", "F", "M", "F", "M", "F", "M", "F", "M"]
+    subjects = [f"s{i:03d}" for i in range(1, len(sets) + 1)]
+    paths = []
+    for subject in subjects:
+        path = tmp_path / f"sub-{subject}" / "MD.nii.gz"
+        save_nifti(scale * rng.normal(1e-3, 2e-4, size=SHAPE), affine, path)
+        paths.append(str(path))
+    split = pd.DataFrame({"subject": subjects, "sex": sexes, "age": 25, "age_bin": "22-25", "set": sets})
+    split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    atlas = np.zeros(SHAPE, np.int16)
+    atlas[2:5, 2:4, 1:3] = 3
+    save_nifti(atlas, affine, tmp_path / "atlas.nii.gz", dtype=np.int16)
+    save_nifti((atlas > 0).astype(np.uint8), affine, tmp_path / "wm.nii.gz", dtype=np.uint8)
+    (tmp_path / "labels.tsv").write_text("index\tname\n3\tGenu of corpus callosum\n")
+    return {"subjects": subjects, "paths": paths, "sets": sets}
+
+
+def run_grid_atlas(tmp_path) -> None:
+    t = tmp_path
+    grid_atlas(
+        t / "atlas.nii.gz",
+        t / "labels.tsv",
+        t / "wm.nii.gz",
+        t / "template_FA.nii.gz",
+        GRID,
+        0.0,
+        t / "out/atlas.npy",
+        t / "out/atlas_labels.tsv",
+        t / "out/wm_mask.npy",
+        t / "out/brain_mask.npy",
+    )
+
+
+def run_stack(tmp_path, cohort: dict) -> None:
+    t = tmp_path
+    stack_tensors(
+        cohort["paths"],
+        cohort["subjects"],
+        t / "split.tsv",
+        t / "template_FA.nii.gz",
+        t / "out/brain_mask.npy",
+        t / "out/MD.npy",
+        t / "out/MD_index.tsv",
+        t / "out/MD_norm.json",
+    )
+
+
+def test_grid_atlas_outputs(tmp_path):
+    make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    atlas = np.load(tmp_path / "out/atlas.npy")
+    assert atlas.dtype == np.int16 and atlas.shape == GRID
+    assert (atlas == 3).sum() == 3 * 2 * 2  # the region lies inside the kept part of the template
+    wm = np.load(tmp_path / "out/wm_mask.npy")
+    assert wm.dtype == bool and (wm == (atlas > 0)).all()
+    brain = np.load(tmp_path / "out/brain_mask.npy")
+    fa = np.asarray(nib.load(tmp_path / "template_FA.nii.gz").dataobj)
+    np.testing.assert_array_equal(brain, to_grid(fa > 0, GRID))
+    assert (tmp_path / "out/atlas_labels.tsv").read_text() == (tmp_path / "labels.tsv").read_text()
+
+
+def test_stack_writes_grid_maps_index_and_training_norm(tmp_path):
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    run_stack(tmp_path, cohort)
+    store = np.load(tmp_path / "out/MD.npy", mmap_mode="r")
+    index = read_index(tmp_path / "out/MD_index.tsv")
+    assert store.shape == (8, *GRID) and store.dtype == np.float32
+    assert list(index["subject"]) == cohort["subjects"][:8]  # the unused subject is left out
+    assert list(index["label"]) == [1, 0] * 4
+    brain = np.load(tmp_path / "out/brain_mask.npy")
+    train_values = []
+    for row in index.itertuples():
+        raw = np.asarray(nib.load(cohort["paths"][row.row]).dataobj, dtype=np.float32)
+        np.testing.assert_array_equal(store[row.row], to_grid(raw, GRID))
+        if row.set == "train":
+            train_values.append(to_grid(raw, GRID)[brain].astype(np.float64))
+    norm = json.loads((tmp_path / "out/MD_norm.json").read_text())
+    assert np.isclose(norm["mean"], np.concatenate(train_values).mean(), rtol=1e-9)
+    assert np.isclose(norm["std"], np.concatenate(train_values).std(), rtol=1e-9)
+    assert not list((tmp_path / "out").glob(".*part*"))  # nothing half-written left behind
+
+
+def test_norm_ignores_test_subjects_but_not_training_ones(tmp_path):
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    run_stack(tmp_path, cohort)
+    before = json.loads((tmp_path / "out/MD_norm.json").read_text())
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    test_path = cohort["paths"][cohort["sets"].index("test")]
+    save_nifti(np.full(SHAPE, 5.0), affine, test_path)
+    run_stack(tmp_path, cohort)
+    assert json.loads((tmp_path / "out/MD_norm.json").read_text())["mean"] == before["mean"]
+    save_nifti(np.full(SHAPE, 5.0), affine, cohort["paths"][0])  # a training subject
+    run_stack(tmp_path, cohort)
+    assert json.loads((tmp_path / "out/MD_norm.json").read_text())["mean"] != before["mean"]
+
+
+def test_loader_equals_nifti_to_grid_and_normalisation(tmp_path):
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    run_stack(tmp_path, cohort)
+    out = tmp_path / "out"
+    dataset = open_dataset(
+        out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["val", "test"]
+    )
+    norm = json.loads((out / "MD_norm.json").read_text())
+    fa = nib.load(tmp_path / "template_FA.nii.gz").get_fdata()
+    brain = to_grid(fa > 0, GRID)
+    assert len(dataset) == 4
+    for i in range(len(dataset)):
+        x, y = dataset[i]
+        subject = dataset.index["subject"][i]
+        raw = nib.load(cohort["paths"][cohort["subjects"].index(subject)]).get_fdata(dtype=np.float32)
+        on_grid = to_grid(raw, GRID)
+        expected = np.where(brain, (on_grid - np.float32(norm["mean"])) / np.float32(norm["std"]), 0)
+        assert x.shape == (1, *GRID) and x.dtype == torch.float32
+        np.testing.assert_array_equal(x[0].numpy(), expected.astype(np.float32))
+        assert float(y) == float(dataset.index["sex"][i] == "M")
+
+
+def test_dataset_survives_pickling_for_workers(tmp_path):
+    import pickle
+
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    run_stack(tmp_path, cohort)
+    out = tmp_path / "out"
+    dataset = open_dataset(
+        out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["train"]
+    )
+    first = dataset[0][0]
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone._store is None
+    torch.testing.assert_close(clone[0][0], first, rtol=0, atol=0)
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    save_nifti(np.zeros((3, 3, 3)), np.eye(4), cohort["paths"][2])
+    with pytest.raises(InputError, match="s003"):
+        run_stack(tmp_path, cohort)
+    with pytest.raises(InputError, match="maps for"):
+        stack_tensors(
+            cohort["paths"][:2],
+            cohort["subjects"],
+            tmp_path / "split.tsv",
+            tmp_path / "template_FA.nii.gz",
+            tmp_path / "out/brain_mask.npy",
+            tmp_path / "a.npy",
+            tmp_path / "a.tsv",
+            tmp_path / "a.json",
+        )
+    assert not (tmp_path / "out/MD.npy").exists()
+
+
+def test_normaliser_zero_outside_mask():
+    norm = Normaliser(mean=2.0, std=4.0)
+    mask = np.array([[True, False]])
+    np.testing.assert_array_equal(norm.apply(np.array([[6.0, 6.0]]), mask), [[1.0, 0.0]])

@@ -1,0 +1,36 @@
+"""Rule grid_atlas: the atlas, WM mask and template brain mask on the model grid (+ a copy of the labels)."""
+
+from dmriscope.io import run_script
+from dmriscope.tensors import grid_atlas
+
+
+def main(
+    atlas: str,
+    labels: str,
+    wm_mask: str,
+    template: str,
+    grid: list[int],
+    fa_threshold: float,
+    out_atlas: str,
+    out_labels: str,
+    out_wm_mask: str,
+    out_brain_mask: str,
+) -> None:
+    grid_atlas(atlas, labels, wm_mask, template, grid, fa_threshold, out_atlas, out_labels, out_wm_mask, out_brain_mask)
+
+
+if __name__ == "__main__":
+    run_script(
+        main,
+        snakemake.log[0],  # noqa: F821
+        atlas=snakemake.input.atlas,  # noqa: F821
+        labels=snakemake.input.labels,  # noqa: F821
+        wm_mask=snakemake.input.wm_mask,  # noqa: F821
+        template=snakemake.input.template,  # noqa: F821
+        grid=list(snakemake.params.grid),  # noqa: F821
+        fa_threshold=float(snakemake.params.fa_threshold),  # noqa: F821
+        out_atlas=snakemake.output.atlas,  # noqa: F821
+        out_labels=snakemake.output.labels,  # noqa: F821
+        out_wm_mask=snakemake.output.wm_mask,  # noqa: F821
+        out_brain_mask=snakemake.output.brain_mask,  # noqa: F821
+    )

@@ -1,0 +1,17 @@
+"""Rule render_table4: parameter counts (backbone, head, total) of every model at the paper's 180x224x224."""
+
+from dmriscope.io import run_script
+from dmriscope.render.tables import render_table4
+
+
+def main(tsv: str, md: str) -> None:
+    render_table4(tsv, md)
+
+
+if __name__ == "__main__":
+    run_script(
+        main,
+        snakemake.log[0],  # noqa: F821
+        tsv=snakemake.output.tsv,  # noqa: F821
+        md=snakemake.output.md,  # noqa: F821
+    )
