@@ -10,15 +10,15 @@ rule fit_dki:
     output:
         maps=expand("results/dki/sub-{{subject}}/{metric}.nii.gz", metric=METRICS),
         settings="results/dki/sub-{subject}/fit.json",
-    params:
-        dki=config["dki"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
     log:
         "logs/fit_dki/sub-{subject}.log",
     benchmark:
         "benchmarks-out/fit_dki/sub-{subject}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        dki=config["dki"],
     script:
         "../workflow_scripts/fit_dki.py"

@@ -1,0 +1,348 @@
+"""Diffusion kurtosis imaging: FA, MD (mm^2/s) and MK of every masked voxel, fitted in batches over voxels.
+
+The model, the estimator and the metrics are dipy's (1.12): `dipy.reconst.dki.design_matrix`, its ordinary and
+weighted linear least squares (`ls_fit_dki`: OLS on log-signals; WLS weights = OLS-predicted signal, squared), the
+eigenvalue floor `1e-6 / -min(design)` of `DiffusionKurtosisModel`, signals clipped to `MIN_POSITIVE_SIGNAL`,
+`decompose_tensor`, `fractional_anisotropy`, `mean_diffusivity` and analytic MK. Done here by hand: the solve (dipy
+solves one voxel at a time, ``pinv`` of a 288 x 22 matrix per voxel, a few hundred voxels/s; here a chunk of voxels
+is solved at once through the weighted normal equations on a column-scaled design: one matrix product for all
+voxels, then batched 22 x 22 solves) and MK (`dmriscope.kurtosis`, dipy's `mean_kurtosis` vectorised, ~10x faster
+than its per-voxel loop). tests/test_dki.py checks both against dipy.
+
+Memory: the 4D image is streamed through nibabel's ``dataobj`` in blocks of whole volumes (file order, so a .nii.gz is
+decompressed once, front to back; z-slabs would decompress the whole file once per slab). Only the masked voxels of
+the kept volumes are held, as float32: ``n_mask x n_volumes x 4`` bytes (HCP: ~1e6 x 288 x 4 = 1.1 GB), plus one read
+block (`READ_BLOCK_BYTES`) and one fit chunk (~``chunk_voxels x n_volumes x 8 x 6`` bytes; 20,000 voxels: ~280 MB).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dipy
+import nibabel as nib
+import numpy as np
+from dipy.core.gradients import gradient_table
+from dipy.io.gradients import read_bvals_bvecs
+from dipy.reconst.dki import design_matrix
+from dipy.reconst.dti import (
+    MIN_POSITIVE_SIGNAL,
+    decompose_tensor,
+    fractional_anisotropy,
+    from_lower_triangular,
+    mean_diffusivity,
+)
+
+from dmriscope.config import METRICS
+from dmriscope.io import InputError, atomic_path, load_mask, progress, save_nifti
+from dmriscope.kurtosis import mean_kurtosis_batched
+
+log = logging.getLogger(__name__)
+
+SHELL_TOLERANCE = 50.0  # s/mm^2: a volume belongs to a configured shell when |b - shell| <= this
+B0_THRESHOLD = 50.0  # s/mm^2: volumes at or below this are b0s (their b-vectors may be zero), as in dipy
+UNIT_ATOL = 1e-2  # allowed deviation of a b-vector's norm from 1 (dipy's gradient_table default)
+# a single shell leaves the column-scaled design singular up to the rounding of the b-vectors (~1e-7 relative);
+# HCP's three shells give 0.05, 15 directions on each of two shells 0.03
+MIN_RELATIVE_SINGULAR = 1e-4
+READ_BLOCK_BYTES = 256 * 2**20  # bytes of the 4D image read at once (whole volumes)
+METHODS = ("WLS", "OLS")
+_UPPER = np.triu_indices(22)
+
+
+def _symmetric_index() -> np.ndarray:
+    """(484,): for each (i, j) of a 22 x 22 matrix (C order), the column of `DkiDesign.products` holding it."""
+    index = np.zeros((22, 22), dtype=np.intp)
+    index[_UPPER] = np.arange(len(_UPPER[0]))
+    index.T[_UPPER] = index[_UPPER]
+    return index.ravel()
+
+
+_SYMMETRIC = _symmetric_index()
+# what nibabel raises on broken files: a truncated .gz (EOFError, zlib.error, BadGzipFile), a short .nii
+# (ValueError "Expected ... bytes"), a bad header (ImageFileError, a ValueError subclass)
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error)
+
+
+@dataclass(frozen=True)
+class DkiDesign:
+    """dipy's DKI design for one gradient scheme of g volumes, with what the batched solve needs.
+
+    matrix: (g, 22) `dipy.reconst.dki.design_matrix` (b in s/mm^2; 6 DT, 15 KT x MD^2, -log S0 columns).
+    pinv: (22, g) its pseudo-inverse (dipy's OLS solution operator).
+    scale: (22,) 1 / column norms, so the weighted normal equations are well conditioned.
+    products: (g, 253) products of scaled columns i <= j; weights (n, g) @ products = the n normal matrices.
+    min_diffusivity: eigenvalue floor in mm^2/s, 1e-6 / -min(matrix), as in `DiffusionKurtosisModel`.
+    """
+
+    matrix: np.ndarray
+    pinv: np.ndarray
+    scale: np.ndarray
+    products: np.ndarray
+    min_diffusivity: float
+
+
+def make_design(bvals: np.ndarray, bvecs: np.ndarray) -> DkiDesign:
+    """The DKI design for b-values (g,) in s/mm^2 and unit b-vectors (g, 3); ValueError if it cannot determine DKI."""
+    matrix = design_matrix(gradient_table(np.asarray(bvals, float), bvecs=np.asarray(bvecs, float)))
+    scale = 1.0 / np.linalg.norm(matrix, axis=0)
+    scaled = matrix * scale
+    singular = np.linalg.svd(scaled, compute_uv=False)
+    if singular.min() < MIN_RELATIVE_SINGULAR * singular.max():
+        raise ValueError(
+            f"the scheme cannot determine the 22 DKI parameters (relative smallest singular value "
+            f"{singular.min() / singular.max():.1e}); DKI needs >= 2 non-zero shells with >= 15 directions each"
+        )
+    products = scaled[:, _UPPER[0]] * scaled[:, _UPPER[1]]
+    return DkiDesign(matrix, np.linalg.pinv(matrix), scale, products, 1e-6 / -matrix.min())
+
+
+def _solve_stacked(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve n systems normal (n, k, k) @ x = rhs (n, k); singular ones through the pseudo-inverse."""
+    try:
+        return np.linalg.solve(normal, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        log.warning("singular weighted system in a chunk of %d voxels: solving it by pseudo-inverse", len(rhs))
+        return np.einsum("nij,nj->ni", np.linalg.pinv(normal), rhs)
+
+
+def fit_coefficients(signals: np.ndarray, design: DkiDesign, method: str = "WLS") -> np.ndarray:
+    """dipy's linear DKI solution (6 DT elements, 15 KT x MD^2 elements, -log S0) for signals (n, g) -> (n, 22).
+
+    Signals are clipped to `MIN_POSITIVE_SIGNAL` first, as `DiffusionKurtosisModel.fit` does. WLS minimises
+    sum_g w_g^2 (A x - log S)_g^2 with w = exp(A x_OLS), the OLS-predicted signal (dipy's `ls_fit_dki`). The weights
+    are rescaled per voxel in the log domain (max 1), which leaves the solution unchanged and avoids overflow.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown DKI fit method {method!r}; expected one of {METHODS}")
+    log_signal = np.log(np.maximum(np.asarray(signals, dtype=np.float64), MIN_POSITIVE_SIGNAL))
+    ols = log_signal @ design.pinv.T
+    if method == "OLS":
+        return ols
+    log_w2 = 2.0 * (ols @ design.matrix.T)
+    weights2 = np.exp(log_w2 - log_w2.max(axis=1, keepdims=True))
+    normal = np.take(weights2 @ design.products, _SYMMETRIC, axis=1).reshape(-1, 22, 22)
+    rhs = (weights2 * log_signal) @ (design.matrix * design.scale)
+    return _solve_stacked(normal, rhs) * design.scale
+
+
+def coefficients_to_params(coefficients: np.ndarray, min_diffusivity: float) -> np.ndarray:
+    """Batched `dipy.reconst.dki.params_to_dki_params` without S0: (n, 22) -> (n, 27).
+
+    Columns: 3 eigenvalues (descending, floored at `min_diffusivity`, mm^2/s), the 3 x 3 eigenvector matrix row by
+    row (eigenvectors are its columns), 15 kurtosis tensor elements (coefficients / MD^2).
+    """
+    evals, evecs = decompose_tensor(from_lower_triangular(coefficients[:, :6]), min_diffusivity=min_diffusivity)
+    md_square = evals.mean(axis=1, keepdims=True) ** 2
+    safe = np.where(md_square > 0, md_square, 1.0)
+    kurtosis = np.where(md_square > 0, coefficients[:, 6:21] / safe, 0.0)
+    return np.concatenate([evals, evecs.reshape(len(evals), 9), kurtosis], axis=1)
+
+
+def params_to_metrics(params: np.ndarray, min_kurtosis: float, max_kurtosis: float) -> dict[str, np.ndarray]:
+    """FA, MD (mm^2/s) and MK (clipped to [min_kurtosis, max_kurtosis]) from dipy DKI params (n, 27); each (n,).
+
+    MK is `dipy.reconst.dki.mean_kurtosis` (analytic), computed by its vectorised twin `mean_kurtosis_batched`.
+    """
+    evals = params[:, :3]
+    return {
+        "FA": fractional_anisotropy(evals),
+        "MD": mean_diffusivity(evals),
+        "MK": mean_kurtosis_batched(params, min_kurtosis, max_kurtosis),
+    }
+
+
+def fit_signals(
+    signals: np.ndarray,
+    design: DkiDesign,
+    *,
+    method: str = "WLS",
+    min_kurtosis: float = 0.0,
+    max_kurtosis: float = 3.0,
+    chunk_voxels: int = 20000,
+) -> dict[str, np.ndarray]:
+    """Fit DKI to signals (n, g) chunk by chunk; return FA, MD (mm^2/s), MK, each (n,) float64."""
+    n_voxels = len(signals)
+    out = {metric: np.zeros(n_voxels) for metric in METRICS}
+    starts = range(0, n_voxels, chunk_voxels)
+    for start in progress(starts, desc="DKI fit (chunks)", total=len(starts)):
+        stop = min(start + chunk_voxels, n_voxels)
+        coefficients = fit_coefficients(signals[start:stop], design, method)
+        params = coefficients_to_params(coefficients, design.min_diffusivity)
+        for metric, values in params_to_metrics(params, min_kurtosis, max_kurtosis).items():
+            out[metric][start:stop] = values
+    return out
+
+
+def select_volumes(bvals: np.ndarray, shells: Sequence[float], tolerance: float = SHELL_TOLERANCE) -> np.ndarray:
+    """Boolean (g,): volumes whose b (s/mm^2) lies within `tolerance` of one of the configured `shells`."""
+    distance = np.abs(np.asarray(bvals, float)[:, None] - np.asarray(shells, float)[None, :])
+    return (distance <= tolerance).any(axis=1)
+
+
+def shell_counts(bvals: np.ndarray, shells: Sequence[float], tolerance: float = SHELL_TOLERANCE) -> np.ndarray:
+    """Number of volumes (b in s/mm^2) within `tolerance` of each shell, (n_shells,) int."""
+    distance = np.abs(np.asarray(bvals, float)[:, None] - np.asarray(shells, float)[None, :])
+    return (distance <= tolerance).sum(axis=0)
+
+
+def read_gradients(bval: str | os.PathLike, bvec: str | os.PathLike, n_volumes: int) -> tuple[np.ndarray, np.ndarray]:
+    """FSL b-values (g,) and b-vectors (g, 3) checked against the image's volume count; one-line InputErrors."""
+    for path in (bval, bvec):
+        if not Path(path).exists():
+            raise InputError(f"{path}: file not found")
+    try:
+        bvals = np.atleast_1d(read_bvals_bvecs(str(bval), None)[0]).astype(float)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{bval}: cannot read b-values ({exc})") from None
+    try:
+        bvecs = np.atleast_2d(read_bvals_bvecs(None, str(bvec))[1]).astype(float)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{bvec}: cannot read b-vectors ({exc})") from None
+    if bvals.ndim != 1 or len(bvals) != n_volumes:
+        raise InputError(f"{bval}: {bvals.size} b-values for {n_volumes} volumes")
+    if len(bvecs) != n_volumes:
+        raise InputError(f"{bvec}: {len(bvecs)} b-vectors for {n_volumes} volumes")
+    if not (np.all(np.isfinite(bvals)) and np.all(np.isfinite(bvecs))) or bvals.min() < 0:
+        raise InputError(f"{bval} / {bvec}: negative or non-finite gradient values")
+    norms = np.linalg.norm(bvecs, axis=1)
+    bad = (bvals > B0_THRESHOLD) & (np.abs(norms - 1.0) > UNIT_ATOL)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{bvec}: {int(bad.sum())} b-vectors of diffusion-weighted volumes are not unit length "
+            f"(volume {first}: norm {norms[first]:.4f})"
+        )
+    return bvals, bvecs
+
+
+def open_dwi(dwi: str | os.PathLike) -> nib.Nifti1Image:
+    """Open a 4D NIfTI lazily (header only), the file handle kept open so blocks can be streamed in order."""
+    if not Path(dwi).exists():
+        raise InputError(f"{dwi}: file not found")
+    try:
+        img = nib.load(dwi, mmap=False, keep_file_open=True)
+    except _READ_ERRORS as exc:
+        raise InputError(f"{dwi}: cannot read NIfTI ({type(exc).__name__}: {exc})") from None
+    if len(img.shape) != 4:
+        raise InputError(f"{dwi}: expected a 4D image, got shape {img.shape}")
+    return img
+
+
+def read_masked_signals(img: nib.Nifti1Image, dwi: str | os.PathLike, mask: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Signals (n_mask, n_keep) float32 of the masked voxels (C order of `mask`) in the kept volumes.
+
+    Every volume is read, in blocks of about `READ_BLOCK_BYTES`, so a truncated file or a NaN/Inf anywhere in the
+    image is an InputError naming `dwi`; nothing larger than one block of the image is in memory at once.
+    """
+    n_volumes = img.shape[3]
+    block = max(1, READ_BLOCK_BYTES // (int(np.prod(img.shape[:3])) * 4))
+    out = np.empty((int(mask.sum()), int(keep.sum())), dtype=np.float32)
+    column = np.cumsum(keep) - 1  # output column of each kept volume
+    starts = range(0, n_volumes, block)
+    for start in progress(starts, desc="reading DWI (volume blocks)", total=len(starts)):
+        stop = min(start + block, n_volumes)
+        try:
+            data = np.asarray(img.dataobj[..., start:stop], dtype=np.float32)
+        except _READ_ERRORS as exc:
+            raise InputError(f"{dwi}: cannot read volumes {start}-{stop - 1} ({type(exc).__name__}: {exc})") from None
+        finite = np.isfinite(data)
+        if not finite.all():
+            raise InputError(f"{dwi}: {int(finite.size - finite.sum())} NaN/Inf values in volumes {start}-{stop - 1}")
+        kept = keep[start:stop]
+        if kept.any():
+            out[:, column[start:stop][kept]] = data[mask][:, kept]
+    return out
+
+
+def fit_dki_files(
+    dwi: str | os.PathLike,
+    bval: str | os.PathLike,
+    bvec: str | os.PathLike,
+    mask: str | os.PathLike,
+    out_maps: Mapping[str, str | os.PathLike],
+    settings_path: str | os.PathLike,
+    dki_cfg: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Fit DKI to one subject's files; write each metric in `out_maps` (FA, MD in mm^2/s, MK) and fit.json.
+
+    `dki_cfg` is the config's `dki` section (fit_method, bvals, min_kurtosis, max_kurtosis, chunk_voxels). Maps are
+    float32 NIfTI on the DWI grid and affine, 0 outside the mask, written atomically. Returns the settings written.
+    """
+    unknown = set(out_maps) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown DKI metrics {sorted(unknown)}; expected {METRICS}")
+    started = time.perf_counter()
+    img = open_dwi(dwi)
+    bvals, bvecs = read_gradients(bval, bvec, img.shape[3])
+    brain, _ = load_mask(mask)
+    if brain.shape != img.shape[:3]:
+        raise InputError(f"{mask}: mask shape {brain.shape} does not match the DWI grid {img.shape[:3]} of {dwi}")
+    keep = select_volumes(bvals, dki_cfg["bvals"])
+    try:
+        design = make_design(bvals[keep], bvecs[keep])
+    except ValueError as exc:
+        raise InputError(f"{bval}: {int(keep.sum())} volumes within {SHELL_TOLERANCE:g} of dki.bvals: {exc}") from None
+    n_voxels = int(brain.sum())
+    log.info(
+        "%s: %d of %d volumes kept, %d voxels; holding ~%.0f MB of signals",
+        dwi,
+        keep.sum(),
+        len(keep),
+        n_voxels,
+        n_voxels * keep.sum() * 4 / 2**20,
+    )
+    signals = read_masked_signals(img, dwi, brain, keep)
+    fit_started = time.perf_counter()
+    metrics = fit_signals(
+        signals,
+        design,
+        method=dki_cfg["fit_method"],
+        min_kurtosis=float(dki_cfg["min_kurtosis"]),
+        max_kurtosis=float(dki_cfg["max_kurtosis"]),
+        chunk_voxels=int(dki_cfg["chunk_voxels"]),
+    )
+    fit_seconds = time.perf_counter() - fit_started
+    del signals
+    for metric, path in out_maps.items():
+        values = metrics[metric]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            log.warning("%s: %d non-finite %s values set to 0", dwi, bad.sum(), metric)
+        volume = np.zeros(img.shape[:3], dtype=np.float32)
+        volume[brain] = np.where(bad, 0.0, values)
+        save_nifti(volume, img.affine, path)
+    settings = {
+        "fit_method": dki_cfg["fit_method"],
+        "shells": [float(b) for b in dki_cfg["bvals"]],
+        "shell_tolerance": SHELL_TOLERANCE,
+        "n_volumes": int(keep.sum()),
+        "n_volumes_in_file": len(keep),
+        "volumes_per_shell": {
+            f"{b:g}": int(n) for b, n in zip(dki_cfg["bvals"], shell_counts(bvals[keep], dki_cfg["bvals"]))
+        },
+        "min_kurtosis": float(dki_cfg["min_kurtosis"]),
+        "max_kurtosis": float(dki_cfg["max_kurtosis"]),
+        "min_signal": MIN_POSITIVE_SIGNAL,
+        "min_diffusivity": design.min_diffusivity,
+        "chunk_voxels": int(dki_cfg["chunk_voxels"]),
+        "voxels_fitted": n_voxels,
+        "fit_seconds": round(fit_seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+        "dipy_version": dipy.__version__,
+        "md_units": "mm^2/s",
+    }
+    with atomic_path(settings_path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    log.info(
+        "%s: fitted %d voxels in %.1f s (%.0f voxels/s)", dwi, n_voxels, fit_seconds, n_voxels / max(fit_seconds, 1e-9)
+    )
+    return settings
