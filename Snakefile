@@ -23,6 +23,11 @@ else:
 include: "rules/dki.smk"
 include: "rules/registration.smk"
 include: "rules/split.smk"
+include: "rules/tensors.smk"
+include: "rules/pretrain.smk"
+include: "rules/train.smk"
+include: "rules/occlusion.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -1,7 +1,15 @@
-# Configuration validation, the subject list, input functions and wildcard constraints. Stage files hold rules only.
+# Configuration validation, the subject and model lists, input functions and wildcard constraints.
+# Stage files hold rules only.
 import sys
 
-from dmriscope.config import METRICS, ConfigError, load_config, split_counts, subject_ids
+from dmriscope.config import (
+    METRICS,
+    ConfigError,
+    load_config,
+    split_counts,
+    subject_ids,
+)
+from dmriscope.engine_state import WORKFLOW_MODELS
 
 try:
     load_config(config)
@@ -9,25 +17,56 @@ try:
 except ConfigError as exc:
     sys.exit(f"dmriscope: {exc}")
 
+MODELS = list(config["train"]["models"])
+SYNTHETIC = config["cohort"]["source"] == "synthetic"
+
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
     metric="|".join(METRICS),
+    model="|".join(WORKFLOW_MODELS),
 
 
 def registered_maps(wildcards=None):
     """Every subject's FA, MD and MK in template space."""
-    return expand("results/registered/sub-{subject}/{metric}.nii.gz", subject=SUBJECTS, metric=METRICS)
+    return expand(
+        "results/registered/sub-{subject}/{metric}.nii.gz",
+        subject=SUBJECTS,
+        metric=METRICS,
+    )
 
 
-def registration_qc(wildcards=None):
-    return expand("results/qc/registration/sub-{subject}.png", subject=SUBJECTS)
+def model_outputs(pattern):
+    return expand(pattern, model=MODELS, metric=METRICS)
 
 
 def get_final_output():
-    """What `rule all` asks for, up to `stages.until`."""
-    outputs = registered_maps() + registration_qc()
-    if config["stages"]["until"] == "registration":
+    """What `rule all` asks for, up to `stages.until` (registration < split < train < occlusion < report)."""
+    until = config["stages"]["until"]
+    outputs = registered_maps()
+    outputs += expand("results/qc/registration/sub-{subject}.png", subject=SUBJECTS)
+    if until == "registration":
         return outputs
     outputs += ["results/split/split.tsv", "results/tables/table1_cohort.md"]
+    if until == "split":
+        return outputs
+    outputs += model_outputs("results/models/{model}/{metric}/metrics.json")
+    outputs += ["results/tables/table2_performance.md", "results/tables/table4_parameters.md"]
+    if any(m in MODELS for m in ("vit_linprobe", "vit_finetune")):
+        outputs += expand("results/figures/pretrain/{metric}_reconstruction.png", metric=METRICS)
+    if until == "train":
+        return outputs
+    outputs += model_outputs("results/occlusion/{model}/{metric}/regions.tsv")
+    outputs += ["results/tables/table3_regions.md"]
+    if config["occlusion"]["reference_model"] in MODELS:
+        outputs += ["results/tables/model_comparison.md"]
+    if SYNTHETIC:
+        outputs += ["results/tables/truth_check.md"]
+    if until == "occlusion":
+        return outputs
+    outputs += expand(
+        "results/figures/regions/{metric}_{kind}.png",
+        metric=METRICS,
+        kind=["significant", "heatmap"],
+    )
     return outputs

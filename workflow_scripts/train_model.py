@@ -13,7 +13,7 @@ def main(
     norm: str,
     brain_mask: str,
     split_digest: str,
-    pretrained: list[str],
+    pretrained: str | list[str],
     train: dict[str, Any],
     models: dict[str, Any],
     grid: list[int],
@@ -30,7 +30,7 @@ def main(
         norm,
         brain_mask,
         split_digest,
-        pretrained[0] if pretrained else None,
+        (pretrained if isinstance(pretrained, str) else (pretrained[0] if pretrained else None)),
         train,
         models,
         grid,
@@ -52,7 +52,7 @@ if __name__ == "__main__":
         norm=snakemake.input.norm,  # noqa: F821
         brain_mask=snakemake.input.brain_mask,  # noqa: F821
         split_digest=snakemake.input.split_digest,  # noqa: F821
-        pretrained=list(snakemake.input.pretrained),  # noqa: F821
+        pretrained=snakemake.input.pretrained,  # noqa: F821
         train=dict(snakemake.params.train),  # noqa: F821
         models=dict(snakemake.params.models),  # noqa: F821
         grid=list(snakemake.params.grid),  # noqa: F821
