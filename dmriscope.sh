@@ -28,6 +28,8 @@ setup() {  # $1: pip extras ("" or "[test]")
 }
 
 checks() {  # the CI order of model Snakemake workflows: format -> lint -> dry-runs
+  "$VENV/bin/ruff" check src tests workflow_scripts benchmarks
+  "$VENV/bin/ruff" format --check src tests workflow_scripts benchmarks
   "$VENV/bin/snakefmt" --check Snakefile rules/
   "$VENV/bin/snakemake" --lint --cores 1
   for config in config.yaml configs/ci.yaml configs/null.yaml; do

@@ -51,9 +51,14 @@ def get_final_output():
     if until == "split":
         return outputs
     outputs += model_outputs("results/models/{model}/{metric}/metrics.json")
-    outputs += ["results/tables/table2_performance.md", "results/tables/table4_parameters.md"]
+    outputs += [
+        "results/tables/table2_performance.md",
+        "results/tables/table4_parameters.md",
+    ]
     if any(m in MODELS for m in ("vit_linprobe", "vit_finetune")):
-        outputs += expand("results/figures/pretrain/{metric}_reconstruction.png", metric=METRICS)
+        outputs += expand(
+            "results/figures/pretrain/{metric}_reconstruction.png", metric=METRICS
+        )
     if until == "train":
         return outputs
     outputs += model_outputs("results/occlusion/{model}/{metric}/regions.tsv")

@@ -14,6 +14,8 @@ rule fit_dki:
         "logs/fit_dki/sub-{subject}.log",
     benchmark:
         "benchmarks-out/fit_dki/sub-{subject}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -13,6 +13,8 @@ rule prepare_template:
         wm_mask="results/template/wm_mask.nii.gz",
     log:
         "logs/prepare_template/prepare_template.log",
+    conda:
+        "../envs/dmriscope.yaml"
     params:
         template=config["template"],
         backend=config["registration"]["backend"],
@@ -28,6 +30,8 @@ rule build_participants:
         excluded="results/cohort/excluded.tsv",
     log:
         "logs/build_participants/build_participants.log",
+    conda:
+        "../envs/dmriscope.yaml"
     params:
         hcp=config["hcp"],
         table=config["cohort"]["participants"],
@@ -45,6 +49,8 @@ rule download_hcp_subject:
         "logs/download_hcp_subject/sub-{subject}.log",
     benchmark:
         "benchmarks-out/download_hcp_subject/sub-{subject}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
     threads: 1
     resources:
         mem_mb=500,

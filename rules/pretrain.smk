@@ -16,6 +16,8 @@ rule pretrain_mae2d:
         "logs/pretrain_mae2d/{metric}.log",
     benchmark:
         "benchmarks-out/pretrain_mae2d/{metric}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
     threads: config["pretrain"]["threads"]
     resources:
         mem_mb=8000,
@@ -43,6 +45,8 @@ rule pretrain_mae3d:
         "logs/pretrain_mae3d/{metric}.log",
     benchmark:
         "benchmarks-out/pretrain_mae3d/{metric}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
     threads: config["pretrain"]["threads"]
     resources:
         mem_mb=16000,

@@ -15,6 +15,8 @@ rule register_fa:
         "logs/register_fa/sub-{subject}.log",
     benchmark:
         "benchmarks-out/register_fa/sub-{subject}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
     threads: config["registration"]["threads"]
     resources:
         mem_mb=4000,
@@ -37,6 +39,8 @@ rule warp_metric:
         ),
     log:
         "logs/warp_metric/sub-{subject}.log",
+    conda:
+        "../envs/dmriscope.yaml"
     threads: 1
     resources:
         mem_mb=2000,

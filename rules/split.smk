@@ -7,11 +7,13 @@ rule split_cohort:
     output:
         split="results/split/split.tsv",
         digest="results/split/split.sha256",
+    log:
+        "logs/split_cohort/split_cohort.log",
+    conda:
+        "../envs/dmriscope.yaml"
     params:
         counts=split_counts(config, len(SUBJECTS)),
         seed=config["split"]["seed"],
-    log:
-        "logs/split_cohort/split_cohort.log",
     script:
         "../workflow_scripts/split_cohort.py"
 
@@ -24,5 +26,7 @@ rule render_table1:
         md="results/tables/table1_cohort.md",
     log:
         "logs/render_table1/render_table1.log",
+    conda:
+        "../envs/dmriscope.yaml"
     script:
         "../workflow_scripts/render_table1.py"

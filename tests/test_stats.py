@@ -102,7 +102,10 @@ def test_compare_models_hand_case() -> None:
     labels = np.array([1, 0, 1, 0, 1, 0])
     ref_correct = np.array([0.6, 0.7, 0.55, 0.8, 0.65, 0.52])
     better = ref_correct + np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
-    to_p_male = lambda c: np.where(labels == 1, c, 1 - c)
+
+    def to_p_male(c):
+        return np.where(labels == 1, c, 1 - c)
+
     preds = {
         ("vit_scratch", "FA"): predictions(to_p_male(ref_correct), labels),
         ("cnn3d", "FA"): predictions(to_p_male(better), labels),

@@ -11,8 +11,8 @@ def main(participants: str, subjects: list[str], cohort: dict) -> None:
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        participants=snakemake.output.participants,  # noqa: F821
-        subjects=list(snakemake.params.subjects),  # noqa: F821
-        cohort=dict(snakemake.params.cohort),  # noqa: F821
+        snakemake.log[0],
+        participants=snakemake.output.participants,
+        subjects=list(snakemake.params.subjects),
+        cohort=dict(snakemake.params.cohort),
     )

@@ -11,11 +11,11 @@ def main(regions: list[str], planted: str, tsv: str, md: str, html: str, criteri
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        regions=list(snakemake.input.regions),  # noqa: F821
-        planted=snakemake.input.planted,  # noqa: F821
-        tsv=snakemake.output.tsv,  # noqa: F821
-        md=snakemake.output.md,  # noqa: F821
-        html=snakemake.output.html,  # noqa: F821
-        criterion=snakemake.params.criterion,  # noqa: F821
+        snakemake.log[0],
+        regions=list(snakemake.input.regions),
+        planted=snakemake.input.planted,
+        tsv=snakemake.output.tsv,
+        md=snakemake.output.md,
+        html=snakemake.output.html,
+        criterion=snakemake.params.criterion,
     )

@@ -11,10 +11,10 @@ def main(predictions: list[str], tsv: str, md: str, html: str, reference: str) -
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        predictions=list(snakemake.input.predictions),  # noqa: F821
-        tsv=snakemake.output.tsv,  # noqa: F821
-        md=snakemake.output.md,  # noqa: F821
-        html=snakemake.output.html,  # noqa: F821
-        reference=snakemake.params.reference,  # noqa: F821
+        snakemake.log[0],
+        predictions=list(snakemake.input.predictions),
+        tsv=snakemake.output.tsv,
+        md=snakemake.output.md,
+        html=snakemake.output.html,
+        reference=snakemake.params.reference,
     )

@@ -27,18 +27,18 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        best=snakemake.input.best,  # noqa: F821
-        tensor=snakemake.input.tensor,  # noqa: F821
-        index=snakemake.input.index,  # noqa: F821
-        brain_mask=snakemake.input.brain_mask,  # noqa: F821
-        history=snakemake.input.history,  # noqa: F821
-        predictions=snakemake.output.predictions,  # noqa: F821
-        metrics=snakemake.output.metrics,  # noqa: F821
-        roc=snakemake.output.roc,  # noqa: F821
-        curve=snakemake.output.curve,  # noqa: F821
-        resamples=int(snakemake.params.resamples),  # noqa: F821
-        seed=int(snakemake.params.seed),  # noqa: F821
-        level=float(snakemake.params.level),  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        snakemake.log[0],
+        best=snakemake.input.best,
+        tensor=snakemake.input.tensor,
+        index=snakemake.input.index,
+        brain_mask=snakemake.input.brain_mask,
+        history=snakemake.input.history,
+        predictions=snakemake.output.predictions,
+        metrics=snakemake.output.metrics,
+        roc=snakemake.output.roc,
+        curve=snakemake.output.curve,
+        resamples=int(snakemake.params.resamples),
+        seed=int(snakemake.params.seed),
+        level=float(snakemake.params.level),
+        threads=snakemake.threads,
     )

@@ -12,12 +12,12 @@ def main(dwi: str, bval: str, bvec: str, mask: str, maps: list[str], settings: s
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        dwi=snakemake.input.dwi,  # noqa: F821
-        bval=snakemake.input.bval,  # noqa: F821
-        bvec=snakemake.input.bvec,  # noqa: F821
-        mask=snakemake.input.mask,  # noqa: F821
-        maps=list(snakemake.output.maps),  # noqa: F821
-        settings=snakemake.output.settings,  # noqa: F821
-        dki=dict(snakemake.params.dki),  # noqa: F821
+        snakemake.log[0],
+        dwi=snakemake.input.dwi,
+        bval=snakemake.input.bval,
+        bvec=snakemake.input.bvec,
+        mask=snakemake.input.mask,
+        maps=list(snakemake.output.maps),
+        settings=snakemake.output.settings,
+        dki=dict(snakemake.params.dki),
     )

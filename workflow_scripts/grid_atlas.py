@@ -22,15 +22,15 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        atlas=snakemake.input.atlas,  # noqa: F821
-        labels=snakemake.input.labels,  # noqa: F821
-        wm_mask=snakemake.input.wm_mask,  # noqa: F821
-        template=snakemake.input.template,  # noqa: F821
-        grid=list(snakemake.params.grid),  # noqa: F821
-        fa_threshold=float(snakemake.params.fa_threshold),  # noqa: F821
-        out_atlas=snakemake.output.atlas,  # noqa: F821
-        out_labels=snakemake.output.labels,  # noqa: F821
-        out_wm_mask=snakemake.output.wm_mask,  # noqa: F821
-        out_brain_mask=snakemake.output.brain_mask,  # noqa: F821
+        snakemake.log[0],
+        atlas=snakemake.input.atlas,
+        labels=snakemake.input.labels,
+        wm_mask=snakemake.input.wm_mask,
+        template=snakemake.input.template,
+        grid=list(snakemake.params.grid),
+        fa_threshold=float(snakemake.params.fa_threshold),
+        out_atlas=snakemake.output.atlas,
+        out_labels=snakemake.output.labels,
+        out_wm_mask=snakemake.output.wm_mask,
+        out_brain_mask=snakemake.output.brain_mask,
     )

@@ -24,15 +24,15 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        checkpoint=snakemake.input.checkpoint,  # noqa: F821
-        tensor=snakemake.input.tensor,  # noqa: F821
-        index=snakemake.input.index,  # noqa: F821
-        brain_mask=snakemake.input.brain_mask,  # noqa: F821
-        atlas=snakemake.input.atlas,  # noqa: F821
-        wm_mask=snakemake.input.wm_mask,  # noqa: F821
-        labels=snakemake.input.labels,  # noqa: F821
-        delta_p=snakemake.output.delta_p,  # noqa: F821
-        batch_size=snakemake.params.batch_size,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        snakemake.log[0],
+        checkpoint=snakemake.input.checkpoint,
+        tensor=snakemake.input.tensor,
+        index=snakemake.input.index,
+        brain_mask=snakemake.input.brain_mask,
+        atlas=snakemake.input.atlas,
+        wm_mask=snakemake.input.wm_mask,
+        labels=snakemake.input.labels,
+        delta_p=snakemake.output.delta_p,
+        batch_size=snakemake.params.batch_size,
+        threads=snakemake.threads,
     )

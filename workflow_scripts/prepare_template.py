@@ -13,14 +13,14 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        fa=snakemake.output.fa,  # noqa: F821
-        atlas=snakemake.output.atlas,  # noqa: F821
-        labels=snakemake.output.labels,  # noqa: F821
-        wm_mask=snakemake.output.wm_mask,  # noqa: F821
-        tissue=snakemake.output.tissue,  # noqa: F821
-        texture=snakemake.output.texture,  # noqa: F821
-        planted=snakemake.output.planted,  # noqa: F821
-        synthetic=dict(snakemake.params.synthetic),  # noqa: F821
-        seed=int(snakemake.params.seed),  # noqa: F821
+        snakemake.log[0],
+        fa=snakemake.output.fa,
+        atlas=snakemake.output.atlas,
+        labels=snakemake.output.labels,
+        wm_mask=snakemake.output.wm_mask,
+        tissue=snakemake.output.tissue,
+        texture=snakemake.output.texture,
+        planted=snakemake.output.planted,
+        synthetic=dict(snakemake.params.synthetic),
+        seed=int(snakemake.params.seed),
     )

@@ -24,15 +24,15 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        tensors=snakemake.input.tensors,  # noqa: F821
-        index=snakemake.input.index,  # noqa: F821
-        norm=snakemake.input.norm,  # noqa: F821
-        brain_mask=snakemake.input.brain_mask,  # noqa: F821
-        checkpoint=snakemake.output.checkpoint,  # noqa: F821
-        history=snakemake.output.history,  # noqa: F821
-        loss_png=snakemake.output.loss_png,  # noqa: F821
-        vit=dict(snakemake.params.vit),  # noqa: F821
-        pretrain=dict(snakemake.params.pretrain),  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        snakemake.log[0],
+        tensors=snakemake.input.tensors,
+        index=snakemake.input.index,
+        norm=snakemake.input.norm,
+        brain_mask=snakemake.input.brain_mask,
+        checkpoint=snakemake.output.checkpoint,
+        history=snakemake.output.history,
+        loss_png=snakemake.output.loss_png,
+        vit=dict(snakemake.params.vit),
+        pretrain=dict(snakemake.params.pretrain),
+        threads=snakemake.threads,
     )

@@ -38,15 +38,15 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        fa=snakemake.input.fa,  # noqa: F821
-        template=snakemake.input.template,  # noqa: F821
-        out_fa=snakemake.output.fa,  # noqa: F821
-        out_affine=snakemake.output.affine,  # noqa: F821
-        out_warp=snakemake.output.warp,  # noqa: F821
-        qc_tsv=snakemake.output.qc_tsv,  # noqa: F821
-        qc_png=snakemake.output.qc_png,  # noqa: F821
-        registration=snakemake.params.registration,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
-        subject=f"sub-{snakemake.wildcards.subject}",  # noqa: F821
+        snakemake.log[0],
+        fa=snakemake.input.fa,
+        template=snakemake.input.template,
+        out_fa=snakemake.output.fa,
+        out_affine=snakemake.output.affine,
+        out_warp=snakemake.output.warp,
+        qc_tsv=snakemake.output.qc_tsv,
+        qc_png=snakemake.output.qc_png,
+        registration=snakemake.params.registration,
+        threads=snakemake.threads,
+        subject=f"sub-{snakemake.wildcards.subject}",
     )

@@ -21,14 +21,14 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        regions=list(snakemake.input.regions),  # noqa: F821
-        template=snakemake.input.template,  # noqa: F821
-        atlas=snakemake.input.atlas,  # noqa: F821
-        labels=snakemake.input.labels,  # noqa: F821
-        significant=snakemake.output.significant,  # noqa: F821
-        heatmap=snakemake.output.heatmap,  # noqa: F821
-        metric=snakemake.wildcards.metric,  # noqa: F821
-        criterion=snakemake.params.criterion,  # noqa: F821
-        n_slices=snakemake.params.n_slices,  # noqa: F821
+        snakemake.log[0],
+        regions=list(snakemake.input.regions),
+        template=snakemake.input.template,
+        atlas=snakemake.input.atlas,
+        labels=snakemake.input.labels,
+        significant=snakemake.output.significant,
+        heatmap=snakemake.output.heatmap,
+        metric=snakemake.wildcards.metric,
+        criterion=snakemake.params.criterion,
+        n_slices=snakemake.params.n_slices,
     )

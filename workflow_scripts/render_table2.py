@@ -11,10 +11,10 @@ def main(metrics_files: list[str], models: list[str], metrics: list[str], tsv: s
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        metrics_files=list(snakemake.input.metrics),  # noqa: F821
-        models=list(snakemake.params.models),  # noqa: F821
-        metrics=list(snakemake.params.metrics),  # noqa: F821
-        tsv=snakemake.output.tsv,  # noqa: F821
-        md=snakemake.output.md,  # noqa: F821
+        snakemake.log[0],
+        metrics_files=list(snakemake.input.metrics),
+        models=list(snakemake.params.models),
+        metrics=list(snakemake.params.metrics),
+        tsv=snakemake.output.tsv,
+        md=snakemake.output.md,
     )

@@ -11,9 +11,9 @@ def main(regions: list[str], tsv: str, md: str, html: str) -> None:
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        regions=list(snakemake.input.regions),  # noqa: F821
-        tsv=snakemake.output.tsv,  # noqa: F821
-        md=snakemake.output.md,  # noqa: F821
-        html=snakemake.output.html,  # noqa: F821
+        snakemake.log[0],
+        regions=list(snakemake.input.regions),
+        tsv=snakemake.output.tsv,
+        md=snakemake.output.md,
+        html=snakemake.output.html,
     )

@@ -11,7 +11,7 @@ def main(tsv: str, md: str) -> None:
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        tsv=snakemake.output.tsv,  # noqa: F821
-        md=snakemake.output.md,  # noqa: F821
+        snakemake.log[0],
+        tsv=snakemake.output.tsv,
+        md=snakemake.output.md,
     )

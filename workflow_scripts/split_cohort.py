@@ -11,10 +11,10 @@ def main(participants: str, split: str, digest: str, counts: list[int], seed: in
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        participants=snakemake.input.participants,  # noqa: F821
-        split=snakemake.output.split,  # noqa: F821
-        digest=snakemake.output.digest,  # noqa: F821
-        counts=list(snakemake.params.counts),  # noqa: F821
-        seed=int(snakemake.params.seed),  # noqa: F821
+        snakemake.log[0],
+        participants=snakemake.input.participants,
+        split=snakemake.output.split,
+        digest=snakemake.output.digest,
+        counts=list(snakemake.params.counts),
+        seed=int(snakemake.params.seed),
     )

@@ -20,13 +20,13 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        maps=list(snakemake.input.maps),  # noqa: F821
-        subjects=list(snakemake.params.subjects),  # noqa: F821
-        split=snakemake.input.split,  # noqa: F821
-        template=snakemake.input.template,  # noqa: F821
-        brain_mask=snakemake.input.brain_mask,  # noqa: F821
-        tensor=snakemake.output.tensor,  # noqa: F821
-        index=snakemake.output.index,  # noqa: F821
-        norm=snakemake.output.norm,  # noqa: F821
+        snakemake.log[0],
+        maps=list(snakemake.input.maps),
+        subjects=list(snakemake.params.subjects),
+        split=snakemake.input.split,
+        template=snakemake.input.template,
+        brain_mask=snakemake.input.brain_mask,
+        tensor=snakemake.output.tensor,
+        index=snakemake.output.index,
+        norm=snakemake.output.norm,
     )

@@ -16,19 +16,19 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        subject=snakemake.wildcards.subject,  # noqa: F821
-        participants=snakemake.input.participants,  # noqa: F821
-        atlas=snakemake.input.atlas,  # noqa: F821
-        tissue=snakemake.input.tissue,  # noqa: F821
-        texture=snakemake.input.texture,  # noqa: F821
-        dwi=snakemake.output.dwi,  # noqa: F821
-        bval=snakemake.output.bval,  # noqa: F821
-        bvec=snakemake.output.bvec,  # noqa: F821
-        mask=snakemake.output.mask,  # noqa: F821
-        truth=list(snakemake.output.truth),  # noqa: F821
-        params=snakemake.output.params,  # noqa: F821
-        synthetic=dict(snakemake.params.synthetic),  # noqa: F821
-        seed=int(snakemake.params.seed),  # noqa: F821
-        dki=dict(snakemake.params.dki),  # noqa: F821
+        snakemake.log[0],
+        subject=snakemake.wildcards.subject,
+        participants=snakemake.input.participants,
+        atlas=snakemake.input.atlas,
+        tissue=snakemake.input.tissue,
+        texture=snakemake.input.texture,
+        dwi=snakemake.output.dwi,
+        bval=snakemake.output.bval,
+        bvec=snakemake.output.bvec,
+        mask=snakemake.output.mask,
+        truth=list(snakemake.output.truth),
+        params=snakemake.output.params,
+        synthetic=dict(snakemake.params.synthetic),
+        seed=int(snakemake.params.seed),
+        dki=dict(snakemake.params.dki),
     )

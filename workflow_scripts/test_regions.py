@@ -11,10 +11,10 @@ def main(delta_p: str, atlas: str, wm_mask: str, regions: str, alpha: float) -> 
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        delta_p=snakemake.input.delta_p,  # noqa: F821
-        atlas=snakemake.input.atlas,  # noqa: F821
-        wm_mask=snakemake.input.wm_mask,  # noqa: F821
-        regions=snakemake.output.regions,  # noqa: F821
-        alpha=snakemake.params.alpha,  # noqa: F821
+        snakemake.log[0],
+        delta_p=snakemake.input.delta_p,
+        atlas=snakemake.input.atlas,
+        wm_mask=snakemake.input.wm_mask,
+        regions=snakemake.output.regions,
+        alpha=snakemake.params.alpha,
     )

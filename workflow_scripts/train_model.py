@@ -45,20 +45,20 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        model=snakemake.wildcards.model,  # noqa: F821
-        tensor=snakemake.input.tensor,  # noqa: F821
-        index=snakemake.input.index,  # noqa: F821
-        norm=snakemake.input.norm,  # noqa: F821
-        brain_mask=snakemake.input.brain_mask,  # noqa: F821
-        split_digest=snakemake.input.split_digest,  # noqa: F821
-        pretrained=snakemake.input.pretrained,  # noqa: F821
-        train=dict(snakemake.params.train),  # noqa: F821
-        models=dict(snakemake.params.models),  # noqa: F821
-        grid=list(snakemake.params.grid),  # noqa: F821
-        checkpoint_dir=snakemake.params.checkpoint_dir,  # noqa: F821
-        best=snakemake.output.best,  # noqa: F821
-        history=snakemake.output.history,  # noqa: F821
-        hparams=snakemake.output.hparams,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        snakemake.log[0],
+        model=snakemake.wildcards.model,
+        tensor=snakemake.input.tensor,
+        index=snakemake.input.index,
+        norm=snakemake.input.norm,
+        brain_mask=snakemake.input.brain_mask,
+        split_digest=snakemake.input.split_digest,
+        pretrained=snakemake.input.pretrained,
+        train=dict(snakemake.params.train),
+        models=dict(snakemake.params.models),
+        grid=list(snakemake.params.grid),
+        checkpoint_dir=snakemake.params.checkpoint_dir,
+        best=snakemake.output.best,
+        history=snakemake.output.history,
+        hparams=snakemake.output.hparams,
+        threads=snakemake.threads,
     )

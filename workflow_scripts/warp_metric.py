@@ -21,12 +21,12 @@ def main(
 if __name__ == "__main__":
     run_script(
         main,
-        snakemake.log[0],  # noqa: F821
-        maps=list(snakemake.input.maps),  # noqa: F821
-        template=snakemake.input.template,  # noqa: F821
-        affine=snakemake.input.affine,  # noqa: F821
-        warp=snakemake.input.warp,  # noqa: F821
-        outputs=list(snakemake.output.maps),  # noqa: F821
-        registration=snakemake.params.registration,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+        snakemake.log[0],
+        maps=list(snakemake.input.maps),
+        template=snakemake.input.template,
+        affine=snakemake.input.affine,
+        warp=snakemake.input.warp,
+        outputs=list(snakemake.output.maps),
+        registration=snakemake.params.registration,
+        threads=snakemake.threads,
     )

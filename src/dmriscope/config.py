@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+
 import pandas as pd
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
@@ -118,4 +119,3 @@ def load_config(config: dict) -> dict:
     check_synthetic(config)
     split_counts(config, len(subject_ids(config)))
     return config
-

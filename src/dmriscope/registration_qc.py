@@ -26,7 +26,7 @@ QC_COLUMNS = ("subject", "backend", "method", "n_voxels", "corr_before", "corr_a
 def resample_by_header(
     data: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], ref_affine: np.ndarray
 ) -> np.ndarray:
-    """Resample a 3D array onto the grid (shape, ref_affine) using the two header affines only (trilinear, 0 outside)."""
+    """Resample a 3D array onto the grid (shape, ref_affine) by the two header affines (trilinear, 0 outside)."""
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
     out = resample_from_to(img, (tuple(shape), ref_affine), order=1, mode="constant", cval=0.0)
     return np.asarray(out.dataobj, dtype=np.float32)

@@ -302,5 +302,7 @@ def synthesize_subject(
     with atomic_path(out_params) as tmp:
         Path(tmp).write_text(json.dumps(anatomy["params"], indent=1))
     p = anatomy["params"]
-    log.info("sub-%s: %s, age %.0f, scale %.3f, deformation RMS %.1f mm, %d brain voxels, noise sigma %.1f",
-             subject, p["sex"], p["age"], p["scale"], p["deformation_rms_mm"], p["brain_voxels"], p["sigma"])  # fmt: skip
+    log.info(
+        "sub-%s: %s, age %.0f, scale %.3f, deformation RMS %.1f mm, %d brain voxels, noise sigma %.1f",
+        *(subject, p["sex"], p["age"], p["scale"], p["deformation_rms_mm"], p["brain_voxels"], p["sigma"]),
+    )
