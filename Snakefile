@@ -1,11 +1,14 @@
 # dmriscope: deep learning on diffusion MRI as an in vivo microscope (Chen et al., Sci Rep 2024), end to end.
 # Stages and files: ../shared/DESIGN.md and README.md. Every rule's logic lives in src/dmriscope.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# the embedded default, found beside this file even with --directory; --configfile files are merged over it
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"
