@@ -12,6 +12,11 @@ rule render_table2:
     output:
         tsv="results/tables/table2_performance.tsv",
         md="results/tables/table2_performance.md",
+        html=report(
+            "results/tables/table2_performance.html",
+            caption="../report/table2.rst",
+            category="Tables",
+        ),
     log:
         "logs/render_table2/render_table2.log",
     conda:
@@ -27,6 +32,11 @@ rule render_table4:
     output:
         tsv="results/tables/table4_parameters.tsv",
         md="results/tables/table4_parameters.md",
+        html=report(
+            "results/tables/table4_parameters.html",
+            caption="../report/table4.rst",
+            category="Tables",
+        ),
     log:
         "logs/render_table4/render_table4.log",
     conda:

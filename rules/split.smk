@@ -24,6 +24,11 @@ rule render_table1:
     output:
         tsv="results/tables/table1_cohort.tsv",
         md="results/tables/table1_cohort.md",
+        html=report(
+            "results/tables/table1_cohort.html",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
     log:
         "logs/render_table1/render_table1.log",
     conda:

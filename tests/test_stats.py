@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from dmriscope.render.figures import choose_slices, label_point, render_region_figures
+from dmriscope.render.tables import write_table
 from dmriscope.stats import (
     adjust_pvalues,
     compare_models,
@@ -19,7 +20,6 @@ from dmriscope.stats import (
     significant_regions,
     table3,
     wilcoxon_greater,
-    write_table,
 )
 from dmriscope.truth import planted_sex_regions, precision_recall, truth_check
 

@@ -4,8 +4,8 @@ from dmriscope.io import run_script
 from dmriscope.split import render_table1_files
 
 
-def main(split: str, tsv: str, md: str) -> None:
-    render_table1_files(split, tsv, md)
+def main(split: str, tsv: str, md: str, html: str) -> None:
+    render_table1_files(split, tsv, md, html)
 
 
 if __name__ == "__main__":
@@ -15,4 +15,5 @@ if __name__ == "__main__":
         split=snakemake.input.split,
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
+        html=snakemake.output.html,
     )

@@ -4,8 +4,8 @@ from dmriscope.io import run_script
 from dmriscope.render.tables import render_table2
 
 
-def main(metrics_files: list[str], models: list[str], metrics: list[str], tsv: str, md: str) -> None:
-    render_table2(metrics_files, models, metrics, tsv, md)
+def main(metrics_files: list[str], models: list[str], metrics: list[str], tsv: str, md: str, html: str) -> None:
+    render_table2(metrics_files, models, metrics, tsv, md, html)
 
 
 if __name__ == "__main__":
@@ -17,4 +17,5 @@ if __name__ == "__main__":
         metrics=list(snakemake.params.metrics),
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
+        html=snakemake.output.html,
     )

@@ -4,8 +4,8 @@ from dmriscope.io import run_script
 from dmriscope.render.tables import render_table4
 
 
-def main(tsv: str, md: str) -> None:
-    render_table4(tsv, md)
+def main(tsv: str, md: str, html: str) -> None:
+    render_table4(tsv, md, html)
 
 
 if __name__ == "__main__":
@@ -14,4 +14,5 @@ if __name__ == "__main__":
         snakemake.log[0],
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
+        html=snakemake.output.html,
     )

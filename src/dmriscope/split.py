@@ -113,21 +113,10 @@ def table1(split: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def to_markdown(frame: pd.DataFrame, caption: str = "") -> str:
-    """A GitHub-flavoured Markdown table (index as first column), without needing `tabulate`."""
-    frame = frame.reset_index()
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    lines = ([caption, ""] if caption else []) + [header, rule, *body]
-    return "\n".join(lines) + "\n"
+def render_table1_files(split_path: str, tsv: str, md: str, html: str | None = None) -> None:
+    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML."""
+    from dmriscope.render.tables import write_table
 
-
-def render_table1_files(split_path: str, tsv: str, md: str) -> None:
     split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
-    table = table1(split)
-    with atomic_path(tsv) as tmp:
-        table.to_csv(tmp, sep="\t")
-    caption = "**Table 1.** Subjects by age bin and sex in the training, validation and test sets."
-    with atomic_path(md) as tmp:
-        Path(tmp).write_text(to_markdown(table, caption))
+    title = "Table 1. Subjects by age bin and sex in the training, validation and test sets"
+    write_table(table1(split).reset_index(), tsv, md, title, html)

@@ -25,6 +25,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from dmriscope.io import InputError, atomic_path
+from dmriscope.render.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -198,36 +199,6 @@ def _wilcoxon_two_sided(diff: np.ndarray) -> tuple[float, float]:
         res = stats.wilcoxon(diff)
     p = float(res.pvalue)
     return float(res.statistic), (1.0 if not np.isfinite(p) else p)
-
-
-TABLE_CSS = (
-    "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
-    " td,th{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top} th{background:#eee}"
-)
-
-
-def write_table(
-    frame: pd.DataFrame,
-    tsv: str | os.PathLike,
-    md: str | os.PathLike,
-    title: str = "",
-    html: str | os.PathLike | None = None,
-) -> None:
-    """Write `frame` atomically as TSV, as a Markdown table and (optionally) as a standalone HTML page.
-
-    Floats get 4 significant digits in Markdown and HTML; the HTML is what the Snakemake report shows inline.
-    """
-    with atomic_path(tsv) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False)
-    shown = frame.astype(object).where(frame.notna(), "-")
-    text = shown.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(no rows)"
-    with atomic_path(md) as tmp:
-        tmp.write_text((f"# {title}\n\n" if title else "") + text + "\n")
-    if html is not None:
-        body = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
-        page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{TABLE_CSS}</style>"
-        with atomic_path(html) as tmp:
-            tmp.write_text(f"{page}</head><body><h3>{title}</h3>{body}</body></html>\n")
 
 
 def read_tsv(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from dmriscope.stats import model_metric_from_path, read_tsv, significant_regions, write_table
+from dmriscope.render.tables import write_table
+from dmriscope.stats import model_metric_from_path, read_tsv, significant_regions
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,6 +62,44 @@ def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], me
     return pd.DataFrame(rows)
 
 
+TABLE_CSS = (
+    "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+    " td,th{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top} th{background:#eee}"
+)
+
+
+def write_html(sections: Sequence[tuple[str, pd.DataFrame]], html: str | os.PathLike, title: str) -> None:
+    """A standalone HTML page of one or more (caption, table) sections: what the Snakemake report shows inline."""
+    parts = []
+    for caption, frame in sections:
+        body = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
+        parts.append(f"<h3>{caption}</h3>{body}")
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{TABLE_CSS}</style>"
+    with atomic_path(html) as tmp:
+        Path(tmp).write_text(f"{page}</head><body>{''.join(parts)}</body></html>\n")
+
+
+def write_table(
+    frame: pd.DataFrame,
+    tsv: str | os.PathLike,
+    md: str | os.PathLike,
+    title: str = "",
+    html: str | os.PathLike | None = None,
+) -> None:
+    """Write `frame` atomically as TSV, as a Markdown table and (optionally) as a standalone HTML page.
+
+    Floats get 4 significant digits in Markdown and HTML.
+    """
+    with atomic_path(tsv) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False)
+    shown = frame.astype(object).where(frame.notna(), "-")
+    text = shown.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(no rows)"
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text((f"# {title}\n\n" if title else "") + text + "\n")
+    if html is not None:
+        write_html([(title, frame)], html, title)
+
+
 def read_results(paths: Sequence[str | Path], models: Sequence[str], metrics: Sequence[str]) -> dict:
     """metrics.json files given in (model, metric) order, model-major, as (model, metric) -> dict."""
     keys = [(m, k) for m in models for k in metrics]
@@ -92,7 +131,12 @@ def table2_markdown(table: pd.DataFrame, metrics: Sequence[str], ci_level: float
 
 
 def render_table2(
-    metric_files: Sequence[str], models: Sequence[str], metrics: Sequence[str], out_tsv: str, out_md: str
+    metric_files: Sequence[str],
+    models: Sequence[str],
+    metrics: Sequence[str],
+    out_tsv: str,
+    out_md: str,
+    out_html: str | None = None,
 ) -> pd.DataFrame:
     """Rule render_table2: read every metrics.json and write table2_performance.{tsv,md}."""
     results = read_results(metric_files, models, metrics)
@@ -103,6 +147,14 @@ def render_table2(
         table.to_csv(tmp, sep="\t", index=False)
     with atomic_path(out_md) as tmp:
         Path(tmp).write_text(table2_markdown(table, metrics, min(levels), n_test))
+    if out_html is not None:
+        perf = table[["name", *metrics]].rename(columns={"name": "model"})
+        ci = table[["name", *[f"{m} AUC CI" for m in metrics]]].rename(columns={"name": "model"})
+        sections = [
+            ("Table 2. Test AUC/accuracy/precision/recall (positive class = male)", perf),
+            (f"Table 2b. {min(levels):.0%} bootstrap confidence intervals of the test AUC", ci),
+        ]
+        write_html(sections, out_html, "Table 2")
     log.info("table 2: %d models x %d metrics", len(models), len(metrics))
     return table
 
@@ -127,7 +179,7 @@ def table4_markdown(table: pd.DataFrame, grid: Sequence[int]) -> str:
     )
 
 
-def render_table4(out_tsv: str, out_md: str) -> pd.DataFrame:
+def render_table4(out_tsv: str, out_md: str, out_html: str | None = None) -> pd.DataFrame:
     """Rule render_table4: parameter counts of every registered model at 180x224x224 (built on the meta device)."""
     from dmriscope.models.registry import PAPER_GRID, table4_rows
 
@@ -136,5 +188,8 @@ def render_table4(out_tsv: str, out_md: str) -> pd.DataFrame:
         table.to_csv(tmp, sep="\t", index=False)
     with atomic_path(out_md) as tmp:
         Path(tmp).write_text(table4_markdown(table, PAPER_GRID))
+    if out_html is not None:
+        size = "x".join(str(g) for g in PAPER_GRID)
+        write_html([(f"Table 4. Parameters at the paper's input size {size}", table)], out_html, "Table 4")
     log.info("table 4: %s", dict(zip(table["model"], table["total"], strict=True)))
     return table
