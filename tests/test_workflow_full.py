@@ -111,5 +111,6 @@ def test_killed_training_resumes_from_its_last_epoch(project_root, ci_run, tmp_p
     assert "resuming from" in log
     resumed_after = int(log.split("resuming from")[1].split("after epoch")[1].split()[0])
     assert 1 <= resumed_after < 300
-    history = [json.loads(line) for line in (workdir / "results/models/cnn2d/FA/history.jsonl").read_text().splitlines()]
+    lines = (workdir / "results/models/cnn2d/FA/history.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in history] == list(range(1, 301))
