@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 pytestmark = pytest.mark.workflow
 METRICS = ("FA", "MD", "MK")
@@ -31,9 +32,13 @@ def foundation(project_root, tmp_path_factory) -> Path:
     return workdir
 
 
-def test_every_subject_registered(foundation):
+def ci_config(root: Path) -> dict:
+    return yaml.safe_load((root / "configs" / "ci.yaml").read_text())
+
+
+def test_every_subject_registered(project_root, foundation):
     split = pd.read_csv(foundation / "results/split/split.tsv", sep="\t", dtype={"subject": str})
-    assert len(split) == 12
+    assert len(split) == ci_config(project_root)["cohort"]["n_subjects"]
     template = nib.load(foundation / "results/template/template_FA.nii.gz")
     for subject in split["subject"]:
         for metric in METRICS:
@@ -49,9 +54,11 @@ def test_every_subject_registered(foundation):
         assert (foundation / f"logs/fit_dki/sub-{subject}.log").exists()
 
 
-def test_split_and_table1(foundation):
+def test_split_and_table1(project_root, foundation):
     split = pd.read_csv(foundation / "results/split/split.tsv", sep="\t", dtype={"subject": str})
-    assert split["set"].value_counts().to_dict() == {"train": 6, "val": 3, "test": 3}
+    counts = ci_config(project_root)["split"]
+    expected = {"train": counts["n_train"], "val": counts["n_val"], "test": counts["n_test"]}
+    assert split["set"].value_counts().to_dict() == expected
     table = (foundation / "results/tables/table1_cohort.md").read_text()
     assert "Table 1" in table and "Total" in table
     assert (foundation / "results/split/split.sha256").read_text().split()[0]
