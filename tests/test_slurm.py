@@ -31,6 +31,7 @@ SITE_ENV = {
 }
 CHAIN = ("synthesize_subject", "fit_dki", "register_fa", "warp_metric")  # one subject's grouped jobs, in DAG order
 N_SUBJECTS = 2
+CI_CONFIG = str(ROOT / "configs" / "ci.yaml")
 SACCT_FIELDS = ("JobID", "JobName", "State", "Comment", "Account", "Partition", "ReqMem", "Timelimit", "AllocTRES")
 
 
@@ -108,9 +109,13 @@ def rules_of(comment: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def cohort_run(slurm_cluster, tmp_path_factory) -> tuple[Path, list[dict[str, str]], list[str]]:
-    config = load_config(yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text()))
-    subjects = subject_ids(config)[:N_SUBJECTS]
+def cohort_run(slurm_cluster, tmp_path_factory) -> tuple[Path, list[dict[str, str]], list[str], int]:
+    """The real Snakefile through the profile: N_SUBJECTS subjects to template space, and the whole cohort's split.
+
+    Returns the working directory, the run's sacct rows, the subjects registered and the cohort size.
+    """
+    cohort = subject_ids(load_config(yaml.safe_load(Path(CI_CONFIG).read_text())))
+    subjects = cohort[:N_SUBJECTS]
     cpus, mem = slurm_cluster
     need_mem = N_SUBJECTS * max(profile_value(rule, "mem_mb") for rule in CHAIN)
     if cpus < N_SUBJECTS or mem < need_mem:
@@ -119,24 +124,24 @@ def cohort_run(slurm_cluster, tmp_path_factory) -> tuple[Path, list[dict[str, st
     prefix = f"dmriscope{uuid.uuid4().hex[:8]}"
     targets = [f"results/registered/sub-{s}/{m}.nii.gz" for s in subjects for m in ("FA", "MD", "MK")]
     targets += ["results/split/split.tsv", "results/tables/table1_cohort.md"]
-    result = snakemake(workdir, prefix, "--snakefile", str(ROOT / "Snakefile"), "--configfile",
-                       str(ROOT / "configs" / "ci.yaml"), *targets)  # fmt: skip
+    # targets first: --configfile takes every word after it
+    result = snakemake(workdir, prefix, *targets, "--snakefile", str(ROOT / "Snakefile"), "--configfile", CI_CONFIG)
     assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, sacct_jobs(prefix), subjects
+    return workdir, sacct_jobs(prefix), subjects, len(cohort)
 
 
 def test_outputs_written_by_slurm_jobs(cohort_run):
-    workdir, jobs, subjects = cohort_run
+    workdir, jobs, subjects, n_cohort = cohort_run
     for subject in subjects:
         for metric in ("FA", "MD", "MK"):
             assert (workdir / f"results/registered/sub-{subject}/{metric}.nii.gz").stat().st_size > 0
         assert (workdir / f"logs/fit_dki/sub-{subject}.log").exists()
-    assert len((workdir / "results/split/split.tsv").read_text().splitlines()) == 12 + 1
+    assert len((workdir / "results/split/split.tsv").read_text().splitlines()) == n_cohort + 1
     assert jobs, "sacct lists no job of this run"
 
 
 def test_every_stage_ran_as_a_completed_slurm_job(cohort_run):
-    _, jobs, _ = cohort_run
+    _, jobs, _, _ = cohort_run
     assert {row["State"] for row in jobs} == {"COMPLETED"}, jobs
     assert {row["Account"] for row in jobs} == {"ci"}
     assert {row["Partition"] for row in jobs} == {"main"}
@@ -146,7 +151,7 @@ def test_every_stage_ran_as_a_completed_slurm_job(cohort_run):
 
 def test_subject_chains_share_one_group_job(cohort_run):
     """group-components packs N subjects' chains into one SLURM job, sized from the profile's set-resources."""
-    _, jobs, subjects = cohort_run
+    _, jobs, subjects, _ = cohort_run
     grouped = [row for row in jobs if rules_of(row["Comment"]) & set(CHAIN)]
     per_job = profile()["group-components"]["subject_chain"]
     assert len(grouped) == math.ceil(len(subjects) / per_job), grouped
@@ -174,3 +179,16 @@ def test_gpu_rule_gets_gpu_partition_and_gpu(slurm_cluster, tmp_path):
     assert (job["State"], job["Partition"], job["Account"]) == ("COMPLETED", "gpu", "ci"), job
     assert "gres/gpu=1" in job["AllocTRES"], job
     assert (tmp_path / "gpus.txt").read_text().strip() != "none"
+
+
+def test_unset_account_stops_the_run_naming_the_variable(slurm_cluster, tmp_path):
+    """Without DMRISCOPE_SLURM_ACCOUNT the run ends at once with the variable's name (plugin 2.6.1 would hang on an
+    account SLURM does not know)."""
+    (tmp_path / "Snakefile").write_text('rule fit_dki:\n    output: "x.txt"\n    shell: "touch {output}"\n')
+    env = {key: value for key, value in (os.environ | SITE_ENV).items() if key != "DMRISCOPE_SLURM_ACCOUNT"}
+    command = [sys.executable, "-m", "snakemake", "--workflow-profile", str(PROFILE), "--directory", str(tmp_path)]
+    command += ["--snakefile", str(tmp_path / "Snakefile")]
+    result = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "DMRISCOPE_SLURM_ACCOUNT" in result.stderr
+    assert not (tmp_path / "x.txt").exists()

@@ -2,14 +2,16 @@
 # Start a one-node SLURM 22.05 cluster with accounting (munge, mariadb, slurmdbd, slurmctld, slurmd) from Debian 12
 # packages, for tests/test_slurm.py. Needs root; no systemd (daemons are started directly). Idempotent: a daemon that is
 # already running is reused, and only the daemons this script starts are written to $STATE/started, which
-# tests/slurm/stop_slurm.sh reads to stop exactly those, by PID.
+# tests/slurm/stop_slurm.sh reads to stop exactly those, by PID. A running slurmctld/slurmd whose slurm.conf differs
+# from the one below is restarted with it (accounting changes need a restart) and is then ours to stop.
 #
 #   DMRISCOPE_SLURM_STATE   state folder (default /run/dmriscope-slurm): started daemons, one "name pidfile" a line
 #   SLURM_CLUSTER_NAME      cluster name (default dmriscope)
 #
 # The node offers partitions `main` (default) and `gpu` with a fake gres gpu:1 (File=/dev/null), the account `ci` for
-# root, and keeps job comments in accounting (snakemake-executor-plugin-slurm puts the rule name there).
-# Modelled on /work/shared/tools/local_slurm/start_slurm.sh; its README lists the pitfalls handled here.
+# root, and keeps job comments (snakemake-executor-plugin-slurm puts the rule name there) and GPU counts in accounting.
+# Pitfalls handled: the plugin polls sacct, which needs slurmdbd (22.05 has no file-based accounting); a GPU gres
+# without a device file is dropped; RealMemory above what slurmd detects drains the node; the node name must resolve.
 set -euo pipefail
 
 STATE="${DMRISCOPE_SLURM_STATE:-/run/dmriscope-slurm}"
@@ -118,6 +120,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
 AccountingStoreFlags=job_comment
+AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
