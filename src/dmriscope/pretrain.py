@@ -193,6 +193,17 @@ def save_checkpoint(
     log.info("wrote %s", path)
 
 
+def _open_for_pretraining(
+    tensors: str, index: str, norm: str, brain_mask: str, vit: Mapping[str, Any], threads: int
+) -> tuple:
+    """Set torch threads, open the tensor store and check that the ViT patch tiles its grid (both MAE stages)."""
+    torch.set_num_threads(max(1, int(threads)))
+    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask)
+    patch = tuple(vit["patch"])
+    check_grid_fits(grid, patch, tensors)
+    return table, normaliser, mask, grid, patch
+
+
 def pretrain_mae2d(
     tensors: str,
     index: str,
@@ -206,10 +217,7 @@ def pretrain_mae2d(
     threads: int = 1,
 ) -> None:
     """Rule pretrain_mae2d: a 2D MAE on the training subjects' sagittal slabs (s = vit patch depth)."""
-    torch.set_num_threads(max(1, int(threads)))
-    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask)
-    patch = tuple(vit["patch"])
-    check_grid_fits(grid, patch, tensors)
+    table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
     slabs = SlabDataset(tensors, subset(table, ("train",), index), normaliser, mask, patch[0])
     log.info("2D MAE: %d training subjects x %d slabs of %dx%dx%d", len(slabs.rows), slabs.n_slabs, patch[0], *grid[1:])
     torch.manual_seed(int(pretrain["seed"]))
@@ -237,10 +245,7 @@ def pretrain_mae3d(
     threads: int = 1,
 ) -> None:
     """Rule pretrain_mae3d: a 3D MAE on training volumes, encoder initialised from the 2D MAE ``init``."""
-    torch.set_num_threads(max(1, int(threads)))
-    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask)
-    patch = tuple(vit["patch"])
-    check_grid_fits(grid, patch, tensors)
+    table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
     volumes = VolumeDataset(tensors, subset(table, ("train",), index), normaliser, mask)
     torch.manual_seed(int(pretrain["seed"]))
     mae = build_mae(ViTEncoder(1, grid, patch, **encoder_hparams(vit)), pretrain)
