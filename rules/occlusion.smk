@@ -43,6 +43,7 @@ rule test_regions:
         "../envs/dmriscope.yaml"
     params:
         alpha=config["occlusion"]["alpha"],
+        scale=config["occlusion"]["test_scale"],
     script:
         "../workflow_scripts/test_regions.py"
 

@@ -7,6 +7,7 @@ rule pretrain_mae2d:
         tensors="results/tensors/{metric}.npy",
         index="results/tensors/{metric}_index.tsv",
         norm="results/tensors/{metric}_norm.json",
+        norm_voxels="results/tensors/{metric}_norm.npy",
         brain_mask="results/tensors/brain_mask.npy",
     output:
         checkpoint="results/pretrain/{metric}/mae2d.pt",
@@ -34,6 +35,7 @@ rule pretrain_mae3d:
         tensors="results/tensors/{metric}.npy",
         index="results/tensors/{metric}_index.tsv",
         norm="results/tensors/{metric}_norm.json",
+        norm_voxels="results/tensors/{metric}_norm.npy",
         brain_mask="results/tensors/brain_mask.npy",
         init="results/pretrain/{metric}/mae2d.pt",
     output:

@@ -1,5 +1,5 @@
 # The tensor store: atlas and masks on the model grid, then every subject's registered FA/MD/MK stacked into one
-# memory-mapped .npy per metric (+ subject index and training-set normalisation). Needs SUBJECTS from common.smk.
+# memory-mapped .npy per metric (+ subject index and training-set normalisation statistics, global and per voxel). Needs SUBJECTS from common.smk.
 
 
 rule grid_atlas:
@@ -36,6 +36,7 @@ rule stack_tensors:
         tensor="results/tensors/{metric}.npy",
         index="results/tensors/{metric}_index.tsv",
         norm="results/tensors/{metric}_norm.json",
+        norm_voxels="results/tensors/{metric}_norm.npy",
     log:
         "logs/stack_tensors/{metric}.log",
     benchmark:
@@ -48,5 +49,7 @@ rule stack_tensors:
         runtime=60,
     params:
         subjects=SUBJECTS,
+        normalisation=config["tensors"]["normalisation"],
+        clip=config["tensors"]["clip"],
     script:
         "../workflow_scripts/stack_tensors.py"

@@ -8,6 +8,7 @@ rule train_model:
         tensor="results/tensors/{metric}.npy",
         index="results/tensors/{metric}_index.tsv",
         norm="results/tensors/{metric}_norm.json",
+        norm_voxels="results/tensors/{metric}_norm.npy",
         brain_mask="results/tensors/brain_mask.npy",
         split_digest="results/split/split.sha256",
         pretrained=branch(

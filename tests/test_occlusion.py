@@ -10,6 +10,7 @@ from torch import nn
 
 from dmriscope.io import InputError
 from dmriscope.models import positive_probability
+from dmriscope.normalise import Normaliser
 from dmriscope.occlusion import (
     DELTA_P_COLUMNS,
     atlas_regions,
@@ -166,7 +167,7 @@ def test_occlude_model_files_end_to_end(tmp_path) -> None:
         "registry_name": "cnn3d",
         "arch": {},
         "grid": list(grid),
-        "norm": {"mean": 1.0, "std": 2.0},
+        "normaliser": Normaliser(mean=1.0, std=2.0).state(),
     }
     torch.save({"state_dict": model.state_dict(), **info}, tmp_path / "best.pt")
     rng = np.random.default_rng(0)

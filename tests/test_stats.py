@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dmriscope.io import InputError
 from dmriscope.render.figures import choose_slices, label_point, render_region_figures
 from dmriscope.render.tables import write_table
 from dmriscope.stats import (
@@ -62,7 +63,8 @@ def delta_table() -> pd.DataFrame:
     rows = []
     for i in range(6):
         for region, value in ((1, 0.1 * (i + 1)), (2, 0.0), (3, -0.01 * (i + 1))):
-            rows.append({"subject": f"s{i}", "region": region, "name": f"r{region}", "delta_p": value})
+            rows.append({"subject": f"s{i}", "region": region, "name": f"r{region}", "p_before": 0.9,
+                         "p_after": 0.9 - value, "delta_p": value})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -73,7 +75,7 @@ def test_region_statistics_hand_case() -> None:
     atlas[2, 0, 0] = 3  # 1 voxel
     wm = atlas > 0
     wm[3] = True  # WM beyond the atlas: 16 more voxels, 41 in all
-    table = region_statistics(delta_table(), atlas, wm, alpha=0.05).set_index("region")
+    table = region_statistics(delta_table(), atlas, wm, alpha=0.05, scale="probability").set_index("region")
     assert table.loc[1, "p_raw"] == pytest.approx(1 / 64)
     assert table.loc[2, "p_raw"] == 1.0
     assert table.loc[3, "p_raw"] == pytest.approx(1.0)
@@ -82,6 +84,27 @@ def test_region_statistics_hand_case() -> None:
     np.testing.assert_allclose(table["volume_fraction"], [16 / 41, 8 / 41, 1 / 41])
     assert table.loc[1, "median_delta_p"] == pytest.approx(0.35)
     assert significant_regions(table.reset_index(), "raw") == [1]
+
+
+def test_logit_and_probability_scales_rank_differently_by_hand() -> None:
+    """Five confident subjects lose a little probability (0.999 -> 0.99..0.994: delta_p <= 0.009, log-odds drops
+    1.8-2.3), one
+    unsure subject gains a lot (0.5 -> 0.6: delta_p -0.1, log-odds -0.41). Probability ranks put the gain last:
+    W+ = 1+2+3+4+5 = 15, P(W+ >= 15) = 14/64 (subsets of 1..6 with sum <= 6). Log-odds ranks put it first:
+    W+ = 2+...+6 = 20, P = 2/64."""
+    p_before = np.array([0.999] * 5 + [0.5])
+    p_after = np.array([0.990, 0.991, 0.992, 0.993, 0.994, 0.6])  # no ties: scipy's exact distribution
+    table = pd.DataFrame({"subject": [f"s{i}" for i in range(6)], "region": 1, "name": "r1", "p_before": p_before,
+                          "p_after": p_after, "delta_p": p_before - p_after})  # fmt: skip
+    atlas = np.ones((2, 2, 2), dtype=np.int16)
+    by_p = region_statistics(table, atlas, atlas > 0, scale="probability").iloc[0]
+    by_logit = region_statistics(table, atlas, atlas > 0, scale="logit").iloc[0]
+    assert (by_p["statistic"], by_p["p_raw"]) == (15.0, pytest.approx(14 / 64))
+    assert (by_logit["statistic"], by_logit["p_raw"]) == (20.0, pytest.approx(2 / 64))
+    drops = np.log(p_before / (1 - p_before)) - np.log(p_after / (1 - p_after))
+    assert by_logit["median_delta_logit"] == pytest.approx(np.median(drops))
+    with pytest.raises(InputError, match="occlusion.test_scale"):
+        region_statistics(table, atlas, atlas > 0, scale="rank")
 
 
 def test_table3_lists_regions() -> None:

@@ -112,7 +112,7 @@ def run_grid_atlas(tmp_path) -> None:
     )
 
 
-def run_stack(tmp_path, cohort: dict) -> None:
+def run_stack(tmp_path, cohort: dict, mode: str = "voxel", clip: float | None = None) -> None:
     t = tmp_path
     stack_tensors(
         cohort["paths"],
@@ -123,6 +123,9 @@ def run_stack(tmp_path, cohort: dict) -> None:
         t / "out/MD.npy",
         t / "out/MD_index.tsv",
         t / "out/MD_norm.json",
+        t / "out/MD_norm.npy",
+        mode,
+        clip,
     )
 
 
@@ -155,10 +158,17 @@ def test_stack_writes_grid_maps_index_and_training_norm(tmp_path):
         raw = np.asarray(nib.load(cohort["paths"][row.row]).dataobj, dtype=np.float32)
         np.testing.assert_array_equal(store[row.row], to_grid(raw, GRID))
         if row.set == "train":
-            train_values.append(to_grid(raw, GRID)[brain].astype(np.float64))
+            train_values.append(to_grid(raw, GRID).astype(np.float64))
+    train = np.stack(train_values)
     norm = json.loads((tmp_path / "out/MD_norm.json").read_text())
-    assert np.isclose(norm["mean"], np.concatenate(train_values).mean(), rtol=1e-9)
-    assert np.isclose(norm["std"], np.concatenate(train_values).std(), rtol=1e-9)
+    assert norm["mode"] == "voxel"
+    assert np.isclose(norm["mean"], train[:, brain].mean(), rtol=1e-9)
+    assert np.isclose(norm["std"], train[:, brain].std(), rtol=1e-9)
+    voxels = np.load(tmp_path / "out/MD_norm.npy")  # per voxel over the 4 training subjects, SDs floored
+    floor = np.percentile(train.std(axis=0)[brain], 5)
+    assert np.isclose(norm["std_floor"], floor, rtol=1e-6) and floor > 0
+    np.testing.assert_allclose(voxels[0][brain], train.mean(axis=0)[brain], rtol=1e-6)
+    np.testing.assert_allclose(voxels[1][brain], np.maximum(train.std(axis=0), floor)[brain], rtol=1e-6)
     assert not list((tmp_path / "out").glob(".*part*"))  # nothing half-written left behind
 
 
@@ -167,37 +177,48 @@ def test_norm_ignores_test_subjects_but_not_training_ones(tmp_path):
     run_grid_atlas(tmp_path)
     run_stack(tmp_path, cohort)
     before = json.loads((tmp_path / "out/MD_norm.json").read_text())
+    voxels_before = np.load(tmp_path / "out/MD_norm.npy")
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     test_path = cohort["paths"][cohort["sets"].index("test")]
     save_nifti(np.full(SHAPE, 5.0), affine, test_path)
     run_stack(tmp_path, cohort)
     assert json.loads((tmp_path / "out/MD_norm.json").read_text())["mean"] == before["mean"]
+    np.testing.assert_array_equal(np.load(tmp_path / "out/MD_norm.npy"), voxels_before)
     save_nifti(np.full(SHAPE, 5.0), affine, cohort["paths"][0])  # a training subject
     run_stack(tmp_path, cohort)
     assert json.loads((tmp_path / "out/MD_norm.json").read_text())["mean"] != before["mean"]
+    assert not np.array_equal(np.load(tmp_path / "out/MD_norm.npy"), voxels_before)
 
 
-def test_loader_equals_nifti_to_grid_and_normalisation(tmp_path):
+@pytest.mark.parametrize("mode", ["global", "voxel"])
+def test_loader_equals_nifti_to_grid_and_normalisation(tmp_path, mode):
     cohort = make_cohort(tmp_path)
     run_grid_atlas(tmp_path)
-    run_stack(tmp_path, cohort)
+    run_stack(tmp_path, cohort, mode=mode, clip=1.5)
     out = tmp_path / "out"
     dataset = open_dataset(
         out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["val", "test"]
     )
     norm = json.loads((out / "MD_norm.json").read_text())
+    mean, std = np.float32(norm["mean"]), np.float32(norm["std"])
+    if mode == "voxel":
+        mean, std = np.load(out / "MD_norm.npy")
     fa = nib.load(tmp_path / "template_FA.nii.gz").get_fdata()
     brain = to_grid(fa > 0, GRID)
+    clipped = 0
     assert len(dataset) == 4
     for i in range(len(dataset)):
         x, y = dataset[i]
         subject = dataset.index["subject"][i]
         raw = nib.load(cohort["paths"][cohort["subjects"].index(subject)]).get_fdata(dtype=np.float32)
         on_grid = to_grid(raw, GRID)
-        expected = np.where(brain, (on_grid - np.float32(norm["mean"])) / np.float32(norm["std"]), 0)
+        z = (on_grid - mean) / std
+        clipped += int((np.abs(z[brain]) > 1.5).sum())
+        expected = np.where(brain, np.clip(z, -1.5, 1.5), 0)
         assert x.shape == (1, *GRID) and x.dtype == torch.float32
         np.testing.assert_array_equal(x[0].numpy(), expected.astype(np.float32))
         assert float(y) == float(dataset.index["sex"][i] == "M")
+    assert clipped > 0  # the clip was exercised
 
 
 def test_dataset_survives_pickling_for_workers(tmp_path):

@@ -13,8 +13,11 @@ def main(
     tensor: str,
     index: str,
     norm: str,
+    norm_voxels: str,
+    normalisation: str,
+    clip: float | None,
 ) -> None:
-    stack_tensors(maps, subjects, split, template, brain_mask, tensor, index, norm)
+    stack_tensors(maps, subjects, split, template, brain_mask, tensor, index, norm, norm_voxels, normalisation, clip)
 
 
 if __name__ == "__main__":
@@ -29,4 +32,7 @@ if __name__ == "__main__":
         tensor=snakemake.output.tensor,
         index=snakemake.output.index,
         norm=snakemake.output.norm,
+        norm_voxels=snakemake.output.norm_voxels,
+        normalisation=snakemake.params.normalisation,
+        clip=snakemake.params.clip,
     )

@@ -4,8 +4,8 @@ from dmriscope.io import run_script
 from dmriscope.stats import region_statistics_files
 
 
-def main(delta_p: str, atlas: str, wm_mask: str, regions: str, alpha: float) -> None:
-    region_statistics_files(delta_p, atlas, wm_mask, regions, alpha)
+def main(delta_p: str, atlas: str, wm_mask: str, regions: str, alpha: float, scale: str) -> None:
+    region_statistics_files(delta_p, atlas, wm_mask, regions, alpha, scale)
 
 
 if __name__ == "__main__":
@@ -17,4 +17,5 @@ if __name__ == "__main__":
         wm_mask=snakemake.input.wm_mask,
         regions=snakemake.output.regions,
         alpha=snakemake.params.alpha,
+        scale=snakemake.params.scale,
     )

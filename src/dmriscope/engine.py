@@ -311,7 +311,7 @@ def train_model_files(
         "registry_name": registry_name,
         "arch": arch,
         "grid": list(grid),
-        "norm": {"mean": train_set.norm.mean, "std": train_set.norm.std},
+        "norm": train_set.norm.summary or {"mean": train_set.norm.mean, "std": train_set.norm.std},
         "train": settings_dict(settings),
         "seed": settings.seed,
         "torch": torch.__version__,
@@ -327,7 +327,7 @@ def train_model_files(
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
     }
-    save_atomic({"state_dict": result.best_state, **meta}, out_best)
+    save_atomic({"state_dict": result.best_state, **meta, "normaliser": train_set.norm.state()}, out_best)
     with atomic_path(out_history) as tmp:
         Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in result.history))
     with atomic_path(out_hparams) as tmp:

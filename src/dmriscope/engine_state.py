@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dmriscope.io import InputError, atomic_path
+from dmriscope.normalise import Normaliser
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,13 @@ def load_model(checkpoint_path: str | Path, device: str | torch.device | None = 
     model = build_model(info["registry_name"], tuple(info["grid"]), **info["arch"])
     model.load_state_dict(state)
     return model.to(pick_device(device)).eval(), info
+
+
+def checkpoint_normaliser(info: Mapping[str, Any], checkpoint_path: str | Path) -> Normaliser:
+    """The input normalisation a model was trained with (its checkpoint's training-set statistics)."""
+    if "normaliser" in info:
+        return Normaliser.from_state(info["normaliser"])
+    raise InputError(f"{checkpoint_path}: checkpoint holds no input normalisation")
 
 
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ from scipy.stats import rankdata
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score, roc_curve
 
 from dmriscope.engine import predict, read_history
-from dmriscope.engine_state import load_model, pick_device, torch_threads
+from dmriscope.engine_state import checkpoint_normaliser, load_model, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path
-from dmriscope.tensors import Normaliser, VolumeDataset, read_index
+from dmriscope.tensors import VolumeDataset, read_index
 
 log = logging.getLogger(__name__)
 POSITIVE_CLASS = "male (label 1); P(male) >= threshold predicts male"
@@ -174,7 +174,7 @@ def evaluate_model_files(
         test = table[table["set"] == "test"]
         if test.empty:
             raise InputError(f"{index}: no test subject")
-        norm = Normaliser(**info["norm"])
+        norm = checkpoint_normaliser(info, checkpoint)
         dataset = VolumeDataset(tensor, test, norm, np.load(brain_mask))
         predictions = predictions_table(model, dataset, batch_size=int(info["train"]["batch_size"]))
     summary = summarise(predictions, n_resamples, seed, level)

@@ -9,10 +9,12 @@ where p_correct is P(male) for a male subject (label 1) and 1 - P(male) for a fe
 the region carried evidence for the correct sex.
 
 Mean white-matter value (precise definition): m is one scalar per subject and metric, the mean of that subject's
-model input - the normalised map, (x - mean) / std inside the template brain and 0 outside - over the voxels of the
-template white-matter mask on the model grid (``results/tensors/wm_mask.npy``). It is the template WM mask, not the
-union of the 48 atlas regions. Filling with m removes the region's deviation from the subject's own typical WM value
-while keeping the input in the range the model was trained on (0 would mean "outside the brain").
+model input - the normalised map (training-set statistics, `dmriscope.normalise`; 0 outside the template brain) -
+over the voxels of the template white-matter mask on the model grid (``results/tensors/wm_mask.npy``). It is the
+template WM mask, not the union of the 48 atlas regions. With the default voxel normalisation the input reads
+"standard deviations from the training population at this voxel", so filling with m replaces the region by the
+subject's typical white-matter deviation (about 0, the population's own value) and removes what is particular to
+the region; with global normalisation it is the subject's mean normalised WM value, as in the paper.
 
 Speed: the occluded copies are built on the device by one ``torch.where`` per chunk against region masks computed
 from the atlas (``atlas == r``), and (subject, region) pairs are sent through the model ``batch_size`` copies at a
@@ -31,11 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dmriscope.engine_state import autocast, load_model, pick_device, torch_threads
+from dmriscope.engine_state import autocast, checkpoint_normaliser, load_model, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models import positive_probability
 from dmriscope.stats import read_labels
-from dmriscope.tensors import Normaliser, VolumeDataset, read_index
+from dmriscope.tensors import VolumeDataset, read_index
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +280,7 @@ def occlude_model_files(
         test = table[table["set"] == "test"]
         if test.empty:
             raise InputError(f"{index}: no test subject")
-        dataset = VolumeDataset(tensor, test, Normaliser(**info["norm"]), np.load(brain_mask))
+        dataset = VolumeDataset(tensor, test, checkpoint_normaliser(info, checkpoint), np.load(brain_mask))
         atlas_data, wm = np.load(atlas), np.load(wm_mask).astype(bool)
         if atlas_data.shape != dataset.brain_mask.shape or wm.shape != atlas_data.shape:
             raise InputError(f"{atlas}: grid {atlas_data.shape} differs from the brain mask's or the WM mask's")
@@ -297,7 +299,7 @@ def occlude_model_files(
             pick_device(device),
         )
     with atomic_path(out) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
     log.info(
         "%s: %d subjects x %d regions, median delta_p %.4f",
         info.get("model", checkpoint),

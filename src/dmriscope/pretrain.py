@@ -6,7 +6,7 @@ Stage 1 (`pretrain_mae2d`): every training subject's volume is cut into S/s slab
 2D encoder initialises the 3D encoder (patch embedding reshaped, positional table extended along the slab axis, see
 :mod:`dmriscope.models.vit`), the decoder starts fresh, and a 3D MAE is pretrained on the volumes. Only subjects in
 the training set are used. Inputs are normalised by the tensor store's training statistics
-(:class:`dmriscope.tensors.Normaliser`: (x - mean) / std inside the brain mask, 0 outside).
+(:class:`dmriscope.normalise.Normaliser`: training-set statistics, 0 outside the brain mask).
 
 Optimisation: AdamW (betas 0.9, 0.95, as MAE; no weight decay on biases, norms, tokens and positional tables), a
 per-step linear warm-up then cosine decay to 0; CUDA with bf16 autocast when present, else CPU in float32. Runs are
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -62,7 +61,7 @@ class SlabDataset(VolumeDataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         r, k = divmod(i, self.n_slabs)
         part = slice(k * self.slab, (k + 1) * self.slab)
-        x = self.norm.apply(self.store[self.rows[r], part], self.brain_mask[part])
+        x = self.norm.apply(self.store[self.rows[r], part], self.brain_mask[part], (part,))
         return torch.from_numpy(x), torch.tensor(self.labels[r])
 
 
@@ -82,9 +81,9 @@ def open_store(
     mask = np.load(brain_mask).astype(bool)
     if mask.shape != store.shape[1:]:
         raise InputError(f"{brain_mask}: shape {mask.shape} differs from the store grid {store.shape[1:]}")
-    normaliser = Normaliser.from_json(norm)
-    if not (math.isfinite(normaliser.std) and normaliser.std > 0):
-        raise InputError(f"{norm}: std must be positive, got {normaliser.std}")
+    normaliser = Normaliser.from_files(norm)
+    if isinstance(normaliser.mean, np.ndarray) and normaliser.mean.shape != mask.shape:
+        raise InputError(f"{norm}: voxel statistics of grid {normaliser.mean.shape} differ from {mask.shape}")
     return table, normaliser, mask, tuple(int(v) for v in store.shape[1:])  # type: ignore[return-value]
 
 
