@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dmriscope.io import InputError
-from dmriscope.models import positive_probability
+from dmriscope.models import build_model, positive_probability
 from dmriscope.normalise import Normaliser
 from dmriscope.occlusion import (
     DELTA_P_COLUMNS,
@@ -21,6 +21,7 @@ from dmriscope.occlusion import (
     occlude_model_files,
     occlude_one_at_a_time,
 )
+from dmriscope.occlusion_slabs import is_slab_model, touched_slabs
 from dmriscope.stats import region_statistics, significant_regions
 
 GRID = (6, 8, 8)
@@ -103,6 +104,36 @@ def test_batched_equals_loop_and_captum(batch_size: int) -> None:
     np.testing.assert_allclose(batched.p_before, loop.p_before, atol=1e-6)
     np.testing.assert_allclose(batched.p_after, loop.p_after, atol=1e-5)
     np.testing.assert_allclose(batched.delta_p, captum.delta_p, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_cnn2d_slab_shortcut_equals_full_forward_and_captum(batch_size: int) -> None:
+    """cnn2d recomputes only the slabs a region touches; the result must equal occluding whole volumes."""
+    grid = (9, 32, 32)  # 3 slabs; regions spanning one, two and three slabs
+    atlas_np = np.zeros(grid, dtype=np.int16)
+    atlas_np[0:2, 4:12, 4:12] = 1  # slab 0 only
+    atlas_np[2:5, 14:22, 4:12] = 2  # slabs 0 and 1
+    atlas_np[1:9, 24:30, 20:28] = 3  # all three
+    atlas_np[6:9, 4:12, 20:28] = 4  # slab 2 only
+    atlas, wm = torch.as_tensor(atlas_np, dtype=torch.int64), torch.as_tensor(atlas_np > 0)
+    torch.manual_seed(0)
+    model = build_model("cnn2d", grid, width=8).eval()
+    for module in model.modules():  # non-trivial running statistics, so eval-mode batch norm matters
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        model.head[1].weight.mul_(50.0)  # probabilities away from 0.5
+    x = torch.randn(3, 1, *grid)
+    labels = torch.tensor([1, 0, 1])
+    assert is_slab_model(model)
+    fast = occlude_batch(model, x, labels, atlas, wm, positive_probability, batch_size=batch_size)
+    loop = occlude_one_at_a_time(model, x, labels, atlas, wm, positive_probability, [1, 2, 3, 4])
+    captum = occlude_captum(model, x, labels, atlas, wm, positive_probability, [1, 2, 3, 4])
+    assert np.abs(loop.delta_p).max() > 1e-3
+    np.testing.assert_allclose(fast.p_after, loop.p_after, atol=1e-5)
+    np.testing.assert_allclose(fast.delta_p, captum.delta_p, atol=1e-5)
+    assert [t.tolist() for t in touched_slabs(atlas, [1, 2, 3, 4], 3)] == [[0], [0, 1], [0, 1, 2], [2]]
 
 
 def test_delta_p_sign_follows_the_correct_class() -> None:

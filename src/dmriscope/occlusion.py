@@ -36,6 +36,7 @@ import torch
 from dmriscope.engine_state import autocast, checkpoint_normaliser, load_model, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models import positive_probability
+from dmriscope.occlusion_slabs import is_slab_model, occluded_probabilities
 from dmriscope.stats import read_labels
 from dmriscope.tensors import VolumeDataset, read_index
 
@@ -92,6 +93,31 @@ def _forward_probability(
         return prob_fn(model(x)).float().reshape(-1)
 
 
+def _occluded_volumes_probabilities(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    atlas: torch.Tensor,
+    fill: torch.Tensor,
+    prob_fn: ProbabilityFn,
+    regions: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """P(male) of every (subject, region) occluded volume, (B * R,) subject-major, ``batch_size`` volumes a pass."""
+    n_sub, n_reg = x.shape[0], len(regions)
+    region_ids = torch.as_tensor(regions, device=device, dtype=atlas.dtype)
+    pairs_subject = torch.arange(n_sub, device=device).repeat_interleave(n_reg)
+    pairs_region = torch.arange(n_reg, device=device).repeat(n_sub)
+    p_male = torch.empty(n_sub * n_reg, device=device)
+    for start in range(0, n_sub * n_reg, batch_size):
+        sub = pairs_subject[start : start + batch_size]
+        reg = pairs_region[start : start + batch_size]
+        mask = (atlas[None] == region_ids[reg, None, None, None])[:, None]  # (k, 1, S, H, W)
+        occluded = torch.where(mask, fill[sub, None, None, None, None], x[sub])
+        p_male[start : start + batch_size] = _forward_probability(model, occluded, prob_fn, device)
+    return p_male
+
+
 @torch.no_grad()
 def occlude_batch(
     model: torch.nn.Module,
@@ -121,18 +147,12 @@ def occlude_batch(
     atlas = atlas.to(device)
     fill = mean_wm_value(x, wm_mask.to(device))
     p_before = correct_class_probability(_forward_probability(model, x, prob_fn, device), labels)
-    region_ids = torch.as_tensor(regions, device=device, dtype=atlas.dtype)
     n_sub, n_reg = x.shape[0], len(regions)
-    pairs_subject = torch.arange(n_sub, device=device).repeat_interleave(n_reg)
-    pairs_region = torch.arange(n_reg, device=device).repeat(n_sub)
-    p_after = torch.empty(n_sub * n_reg, device=device)
-    for start in range(0, n_sub * n_reg, batch_size):
-        sub = pairs_subject[start : start + batch_size]
-        reg = pairs_region[start : start + batch_size]
-        mask = (atlas[None] == region_ids[reg, None, None, None])[:, None]  # (k, 1, S, H, W)
-        occluded = torch.where(mask, fill[sub, None, None, None, None], x[sub])
-        p_male = _forward_probability(model, occluded, prob_fn, device)
-        p_after[start : start + batch_size] = correct_class_probability(p_male, labels[sub.cpu()])
+    if is_slab_model(model):  # cnn2d: recompute only the slabs a region touches (dmriscope.occlusion_slabs)
+        p_male = occluded_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size * model.n_slabs, device)
+    else:
+        p_male = _occluded_volumes_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size, device)
+    p_after = correct_class_probability(p_male, labels.repeat_interleave(n_reg))
     return OcclusionResult(
         p_before=p_before.double().cpu().numpy(),
         p_after=p_after.reshape(n_sub, n_reg).double().cpu().numpy(),
