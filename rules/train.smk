@@ -10,6 +10,8 @@ rule train_model:
         norm="results/tensors/{metric}_norm.json",
         norm_voxels="results/tensors/{metric}_norm.npy",
         brain_mask="results/tensors/brain_mask.npy",
+        atlas="results/tensors/atlas.npy",
+        wm_mask="results/tensors/wm_mask.npy",
         split_digest="results/split/split.sha256",
         pretrained=branch(
             evaluate("{model} in ('vit_linprobe', 'vit_finetune')"),

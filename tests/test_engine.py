@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from dmriscope.engine import FitResult, fit, predict, random_shift, read_history, train_model_files
+from dmriscope.augment import RegionOccluder, random_shift
+from dmriscope.engine import FitResult, fit, predict, read_history, train_model_files
 from dmriscope.engine_state import BalancedLoss, TrainSettings, load_model, torch_threads, warmup_cosine
 from dmriscope.evaluate import bootstrap_auc_ci, classification_metrics
 from dmriscope.io import InputError
@@ -205,6 +206,30 @@ def test_random_shift_moves_without_wrapping():
         torch.testing.assert_close(out[b, 0][valid], rolled[valid])
         assert int(valid.sum()) == (4 - abs(ds)) * (5 - abs(dh)) * (6 - abs(dw))
     assert random_shift(x, 0, gen) is x
+
+
+def test_region_occluder_fills_whole_regions_with_the_mean_wm_value():
+    atlas = np.zeros((4, 6, 6), dtype=np.int16)
+    atlas[0:2, 0:3, 0:3], atlas[2:4, 0:3, 0:3], atlas[0:4, 3:6, 3:6] = 1, 2, 3
+    wm = atlas > 0
+    x = torch.randn(64, 1, 4, 6, 6)
+    occluder = RegionOccluder(atlas, wm, p=0.5)
+    out = occluder(x, torch.Generator().manual_seed(0))
+    changed = 0
+    for b in range(64):
+        diff = (out[b, 0] != x[b, 0]).numpy()
+        if not diff.any():
+            continue
+        changed += 1
+        hit = {int(r) for r in np.unique(atlas[diff])}
+        assert 0 not in hit and 1 <= len(hit) <= 3
+        region_mask = np.isin(atlas, sorted(hit))
+        assert diff.sum() == region_mask.sum()  # whole regions, nothing else
+        torch.testing.assert_close(out[b, 0][torch.from_numpy(region_mask)].unique(), x[b, 0][wm].mean().reshape(1))
+    assert 20 <= changed <= 44  # about half of 64
+    again = occluder(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, out)  # seeded: a resumed epoch repeats it
+    assert RegionOccluder(atlas, wm, p=0.0)(x, torch.Generator()) is x
 
 
 def test_settings_from_config_with_overrides():

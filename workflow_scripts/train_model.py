@@ -22,6 +22,8 @@ def main(
     history: str,
     hparams: str,
     threads: int,
+    atlas: str,
+    wm_mask: str,
 ) -> None:
     train_model_files(
         model,
@@ -39,6 +41,8 @@ def main(
         history,
         hparams,
         threads,
+        atlas=atlas,
+        wm_mask=wm_mask,
     )
 
 
@@ -61,4 +65,6 @@ if __name__ == "__main__":
         history=snakemake.output.history,
         hparams=snakemake.output.hparams,
         threads=snakemake.threads,
+        atlas=snakemake.input.atlas,
+        wm_mask=snakemake.input.wm_mask,
     )

@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from dmriscope.augment import RegionOccluder, random_shift
 from dmriscope.engine_state import (
     REGISTRY_NAMES,
     BalancedLoss,
@@ -63,22 +64,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + 7919 * (epoch + 1)) % 2**63
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each volume of ``x`` (B, C, S, H, W) by a random whole number of voxels in [-max_shift, max_shift]
-    per axis, zero-filled (no wrap-around)."""
-    if max_shift <= 0:
-        return x
-    out = torch.zeros_like(x)
-    shifts = torch.randint(-max_shift, max_shift + 1, (x.shape[0], 3), generator=generator).tolist()
-    for b, shift in enumerate(shifts):
-        src, dst = [slice(None)], [slice(None)]
-        for d, n in zip(shift, x.shape[2:], strict=True):
-            src.append(slice(max(0, -d), n - max(0, d)))
-            dst.append(slice(max(0, d), n - max(0, -d)))
-        out[(b, *dst)] = x[(b, *src)]
-    return out
-
-
 def set_train_mode(model: nn.Module) -> None:
     """Training mode, except a fully frozen backbone (linear probing), which stays in eval mode (no dropout)."""
     model.train()
@@ -96,11 +81,14 @@ def train_one_epoch(
     device: torch.device,
     settings: TrainSettings,
     generator: torch.Generator,
+    occluder: RegionOccluder | None = None,
 ) -> float:
     """One pass over ``loader`` (scheduler stepped per batch); returns the mean training loss per subject."""
     set_train_mode(model)
     total, count = 0.0, 0
     for x, y in progress(loader, desc="train", total=len(loader)):
+        if occluder is not None:
+            x = occluder(x, generator)
         x = random_shift(x, settings.augment_shift, generator).to(device)
         y = y.to(device)
         with autocast(device):
@@ -158,12 +146,13 @@ def fit(
     run_id: str = "",
     device: torch.device | None = None,
     on_epoch_end: EpochCallback | None = None,
+    occluder: RegionOccluder | None = None,
 ) -> FitResult:
     """Train ``model`` (already built and seeded) and return the best-on-validation weights and the history.
 
     Resumes from ``checkpoint_dir/last.pt`` when it carries the same ``run_id``. ``train_set`` items are
     (x (1, S, H, W), y) with y = 1 for male and must expose ``labels`` (N,). ``on_epoch_end(record)`` runs after each
-    epoch's checkpoint is written.
+    epoch's checkpoint is written. ``occluder``: the region-occlusion augmentation (``settings.augment_occlude``).
     """
     device = device or pick_device()
     checkpoint_dir = Path(checkpoint_dir)
@@ -206,7 +195,9 @@ def fit(
             drop_last=drop_last,
         )
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(model, loader, criterion, optimizer, scheduler, device, settings, generator)
+        train_loss = train_one_epoch(
+            model, loader, criterion, optimizer, scheduler, device, settings, generator, occluder
+        )
         p_val, y_val, val_loss = predict(model, val_set, device, settings.batch_size, criterion)
         val_auc = safe_auc(y_val, p_val)
         record = {
@@ -272,9 +263,12 @@ def train_model_files(
     out_hparams: str,
     threads: int | None = None,
     device: str | None = None,
+    atlas: str | None = None,
+    wm_mask: str | None = None,
 ) -> FitResult:
     """Rule train_model: train ``model_name`` on one metric's tensor store; write best.pt, history.jsonl and
-    hparams.json (the resume state lives in ``checkpoint_dir``, removed once the outputs are written)."""
+    hparams.json (the resume state lives in ``checkpoint_dir``, removed once the outputs are written).
+    ``atlas``/``wm_mask``: the grid .npy files, needed when ``train.augment_occlude`` > 0."""
     settings = TrainSettings.from_config(train_cfg, model_name)
     train_set = open_dataset(tensor, index, norm, brain_mask, ["train"])
     val_set = open_dataset(tensor, index, norm, brain_mask, ["val"])
@@ -292,6 +286,11 @@ def train_model_files(
         "tensor": _file_id(tensor),
         "pretrained": _file_id(pretrained) if pretrained else None,
     }
+    occluder = None
+    if settings.augment_occlude > 0:
+        if atlas is None or wm_mask is None:
+            raise InputError("config key 'train.augment_occlude' > 0 needs the grid atlas and WM mask")
+        occluder = RegionOccluder(np.load(atlas), np.load(wm_mask), settings.augment_occlude)
     dev = pick_device(device)
     make_deterministic()
     with torch_threads(threads):
@@ -304,7 +303,7 @@ def train_model_files(
             dev,
             torch.get_num_threads(),
         )
-        result = fit(model, train_set, val_set, settings, checkpoint_dir, fingerprint(identity), dev)
+        result = fit(model, train_set, val_set, settings, checkpoint_dir, fingerprint(identity), dev, occluder=occluder)
     n_male = int(train_set.labels.sum())
     meta = {
         "model": model_name,

@@ -56,6 +56,8 @@ class TrainSettings:
         min_lr_ratio: the cosine ends at ``lr * min_lr_ratio``.
         seed: seeds weights, shuffling, dropout and augmentation.
         augment_shift: maximum random shift in voxels per axis (0 = no augmentation).
+        augment_occlude: probability that a training volume gets 1-3 random atlas regions occluded as in
+            `dmriscope.occlusion` (set to the volume's mean white-matter value); 0 = off.
         grad_clip: clip the global gradient norm to this (0 = off).
         num_workers: DataLoader worker processes.
     """
@@ -69,6 +71,7 @@ class TrainSettings:
     min_lr_ratio: float = 0.01
     seed: int = 0
     augment_shift: int = 0
+    augment_occlude: float = 0.0
     grad_clip: float = 1.0
     num_workers: int = 0
 
