@@ -91,7 +91,7 @@ def time_store(folder: Path, order: np.ndarray) -> float:
 
 def time_nifti(folder: Path, paths: list[str], order: np.ndarray, grid: tuple[int, int, int]) -> float:
     t = folder / "t"
-    norm = Normaliser.from_json(t / "MD_norm.json")
+    norm = Normaliser.from_files(t / "MD_norm.json")
     mask = np.load(t / "brain_mask.npy")
     start = time.perf_counter()
     for i in order:

@@ -53,13 +53,11 @@ class Normaliser:
         mean, std = self.mean, self.std
         if isinstance(mean, np.ndarray):
             mean, std = mean[region], std[region]
-        out = np.subtract(np.asarray(x, dtype=np.float32), np.asarray(mean, dtype=np.float32))
-        np.divide(out, np.asarray(std, dtype=np.float32), out=out)
-        if self.clip is not None:
-            np.clip(out, -self.clip, self.clip, out=out)
-        np.multiply(out, mask, out=out)  # x 1 inside, x 0 outside: 3-10x faster than boolean indexing
-        np.add(out, np.float32(0.0), out=out)  # -0.0 (negative values times 0) -> +0.0
-        return out
+        return BoundNormaliser(mean, std, mask, self.clip)(x)
+
+    def bind(self, mask: np.ndarray) -> BoundNormaliser:
+        """This normalisation with the brain mask folded in, for repeated use on whole grids (a dataset)."""
+        return BoundNormaliser(self.mean, self.std, mask, self.clip)
 
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild it (stored in checkpoints, so that a best.pt is self-contained)."""
@@ -98,6 +96,27 @@ class Normaliser:
             raise InputError(f"{path}: std must be positive")
         summary = {k: stats[k] for k in ("mode", "mean", "std", "clip", "std_floor") if k in stats}
         return cls(mean=mean, std=std, clip=None if clip is None else float(clip), mode=mode, summary=summary)
+
+
+class BoundNormaliser:
+    """``clip(x * scale + offset)`` with ``scale = mask / std`` and ``offset = -mean * mask / std`` precomputed
+    (float32): two passes over a sample instead of five, equal to ``(x - mean) / std`` to float32 rounding, and
+    exactly +0 outside the mask (x * 0 + 0)."""
+
+    def __init__(self, mean: float | np.ndarray, std: float | np.ndarray, mask: np.ndarray, clip: float | None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        inv = np.float64(1.0) / np.asarray(std, dtype=np.float64)
+        self.scale = np.broadcast_to(np.where(mask, inv, 0.0), mask.shape).astype(np.float32)
+        self.offset = np.broadcast_to(np.where(mask, -np.asarray(mean, np.float64) * inv, 0.0), mask.shape)
+        self.offset = self.offset.astype(np.float32)
+        self.clip = clip
+
+    def __call__(self, x: np.ndarray, region: tuple[slice, ...] = ()) -> np.ndarray:
+        out = np.multiply(x, self.scale[region], dtype=np.float32)
+        np.add(out, self.offset[region], out=out)
+        if self.clip is not None:
+            np.clip(out, -self.clip, self.clip, out=out)
+        return out
 
 
 def load_voxel_stats(path: str | Path) -> np.ndarray:

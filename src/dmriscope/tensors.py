@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dmriscope.io import InputError, atomic_path, load_nifti, progress
-from dmriscope.normalise import MODES, Normaliser, RunningMoments, voxel_statistics, write_norm
+from dmriscope.normalise import MODES, BoundNormaliser, Normaliser, RunningMoments, voxel_statistics, write_norm
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +251,17 @@ class VolumeDataset(Dataset):
         self.norm = norm
         self.brain_mask = np.asarray(brain_mask, dtype=bool)
         self._store: np.ndarray | None = None
+        self._bound: BoundNormaliser | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def normalise(self) -> BoundNormaliser:
+        """The normalisation with the brain mask folded in (built once per dataset)."""
+        if self._bound is None:
+            self._bound = self.norm.bind(self.brain_mask)
+        return self._bound
 
     @property
     def store(self) -> np.ndarray:
@@ -264,7 +272,7 @@ class VolumeDataset(Dataset):
         return self._store
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.norm.apply(self.store[self.rows[i]], self.brain_mask)
+        x = self.normalise(self.store[self.rows[i]])
         return torch.from_numpy(x).unsqueeze(0), torch.tensor(self.labels[i])
 
     def __getstate__(self) -> dict:
