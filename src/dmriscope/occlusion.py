@@ -146,12 +146,14 @@ def occlude_batch(
     x = x.to(device=device, dtype=torch.float32)
     atlas = atlas.to(device)
     fill = mean_wm_value(x, wm_mask.to(device))
-    p_before = correct_class_probability(_forward_probability(model, x, prob_fn, device), labels)
     n_sub, n_reg = x.shape[0], len(regions)
     if is_slab_model(model):  # cnn2d: recompute only the slabs a region touches (dmriscope.occlusion_slabs)
-        p_male = occluded_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size * model.n_slabs, device)
+        slab_batch = batch_size * model.n_slabs
+        p_male_before, p_male = occluded_probabilities(model, x, atlas, fill, prob_fn, regions, slab_batch, device)
     else:
+        p_male_before = _forward_probability(model, x, prob_fn, device)
         p_male = _occluded_volumes_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size, device)
+    p_before = correct_class_probability(p_male_before, labels)
     p_after = correct_class_probability(p_male, labels.repeat_interleave(n_reg))
     return OcclusionResult(
         p_before=p_before.double().cpu().numpy(),

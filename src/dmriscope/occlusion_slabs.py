@@ -45,8 +45,9 @@ def occluded_probabilities(
     regions: Sequence[int],
     batch_size: int,
     device: torch.device,
-) -> torch.Tensor:
-    """P(male) of every (subject, region) occluded copy, (B * R,) subject-major, on `device`.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """P(male) of the unoccluded inputs (B,) and of every (subject, region) occluded copy (B * R,), subject-major,
+    on `device` (the unoccluded slab features are computed once and serve both).
 
     x: (B, 1, S, H, W) float32 on `device`; atlas: (S, H, W) on `device`; fill: (B,) the per-subject fill values.
     """
@@ -68,5 +69,6 @@ def occluded_probabilities(
         with autocast(device):
             features[sub, reg, k] = model.backbone(images).float()
     with autocast(device):
+        before = model.head(base.flatten(1))
         logits = model.head(features.reshape(n_sub * len(regions), -1))
-    return prob_fn(logits).float().reshape(-1)
+    return prob_fn(before).float().reshape(-1), prob_fn(logits).float().reshape(-1)
