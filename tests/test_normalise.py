@@ -54,7 +54,7 @@ def test_voxel_normaliser_by_hand_and_on_a_slab():
     expected[0, 0, 0] = 1.0
     np.testing.assert_array_equal(out, expected)
     part = (slice(1, 2),)
-    np.testing.assert_array_equal(norm.apply(x[part], mask[part], part), out[part])
+    np.testing.assert_array_equal(norm.bind(mask)(x[part], part), out[part])
 
 
 def test_files_round_trip_and_checkpoint_state(tmp_path):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dmriscope.io import InputError
+from dmriscope.occlusion import mean_wm_value
 
 MAX_REGIONS = 3
 
@@ -66,10 +67,10 @@ class RegionOccluder:
             )
         chosen = torch.rand(x.shape[0], generator=generator) < self.p
         counts = torch.randint(1, MAX_REGIONS + 1, (x.shape[0],), generator=generator)
+        fill = mean_wm_value(x, self.wm)  # the occlusion analysis's own fill value
         out = x.clone()
         for b in torch.nonzero(chosen).flatten().tolist():
             k = min(int(counts[b]), len(self.regions))
             picked = self.regions[torch.randperm(len(self.regions), generator=generator)[:k]]
-            mask = torch.isin(self.atlas, picked)
-            out[b, 0][mask] = x[b, 0][self.wm].mean()
+            out[b, 0][torch.isin(self.atlas, picked)] = fill[b]
         return out

@@ -48,16 +48,13 @@ class Normaliser:
     mode: str = "global"
     summary: dict = field(default_factory=dict)
 
-    def apply(self, x: np.ndarray, mask: np.ndarray, region: tuple[slice, ...] = ()) -> np.ndarray:
-        """Normalised float32 copy of ``x``; ``mask`` is the bool brain mask of the same ``region`` of the grid
-        (``region``: the slices of the grid that ``x`` covers, e.g. one sagittal slab; default the whole grid)."""
-        mean, std = self.mean, self.std
-        if isinstance(mean, np.ndarray):
-            mean, std = mean[region], std[region]
-        return BoundNormaliser(mean, std, mask, self.clip)(x)
+    def apply(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Normalised float32 copy of one whole-grid ``x`` with the bool brain ``mask`` (for repeated use: `bind`)."""
+        return self.bind(mask)(x)
 
     def bind(self, mask: np.ndarray) -> BoundNormaliser:
-        """This normalisation with the brain mask folded in, for repeated use on whole grids (a dataset)."""
+        """This normalisation with the brain mask folded in, for repeated use (a dataset); a call may take a
+        ``region`` of the grid (e.g. one sagittal slab)."""
         return BoundNormaliser(self.mean, self.std, mask, self.clip)
 
     def state(self) -> dict[str, Any]:

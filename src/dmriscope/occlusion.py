@@ -26,7 +26,7 @@ under ``torch.no_grad`` with bf16 autocast on CUDA. ``benchmarks/occlusion.py`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,13 +36,12 @@ import torch
 from dmriscope.engine_state import autocast, checkpoint_normaliser, load_model, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models import positive_probability
-from dmriscope.occlusion_slabs import is_slab_model, occluded_probabilities
+from dmriscope.occlusion_slabs import ProbabilityFn, is_slab_model, occluded_probabilities
 from dmriscope.stats import read_labels
 from dmriscope.tensors import VolumeDataset, read_index
 
 log = logging.getLogger(__name__)
 
-ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
 DELTA_P_COLUMNS = ("subject", "label", "region", "name", "p_before", "p_after", "delta_p")
 
 

@@ -20,11 +20,11 @@ import torch
 
 from dmriscope.engine_state import autocast
 
-ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]
+ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]  # logits -> P(male) (B,); shared with dmriscope.occlusion
 
 
 def is_slab_model(model: torch.nn.Module) -> bool:
-    """Whether `model` exposes the slab interface (``slab_features``, ``head``, ``n_slabs``) used here."""
+    """Whether `model` exposes the slab interface used here (``slab_features``, ``backbone``, ``head``, ``n_slabs``)."""
     return all(hasattr(model, name) for name in ("slab_features", "head", "n_slabs", "backbone"))
 
 
