@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dmriscope.augment import RegionOccluder, random_shift
-from dmriscope.engine import FitResult, fit, predict, read_history, train_model_files
+from dmriscope.engine import FitResult, fit, predict, read_history, selection_start, train_model_files
 from dmriscope.engine_state import BalancedLoss, TrainSettings, load_model, torch_threads, warmup_cosine
 from dmriscope.evaluate import bootstrap_auc_ci, classification_metrics
 from dmriscope.io import InputError
@@ -169,6 +169,17 @@ def test_early_stopping_stops_after_patience(tmp_path):
     result, _ = run(null, tmp_path / "ck", settings)
     assert result.stopped_early
     assert len(result.history) == result.best_epoch + 2
+
+
+def test_no_model_selection_during_warmup(tmp_path):
+    null = write_store(tmp_path / "null", effect=0.0, seed=2)
+    settings = TrainSettings(**{**SETTINGS.__dict__, "epochs": 12, "warmup_epochs": 3, "patience": 3})
+    result, _ = run(null, tmp_path / "ck", settings)
+    aucs = [r["val_auc"] for r in result.history]
+    assert max(aucs[:3]) > max(aucs[3:])  # this seed's best validation AUC falls in the warm-up (0.70 at epoch 1)
+    assert result.best_epoch == 4 + int(np.argmax(aucs[3:]))  # selection starts after the 3 warm-up epochs
+    assert len(result.history) <= result.best_epoch + settings.patience  # patience counts after warm-up only
+    assert selection_start(TrainSettings(epochs=2, warmup_epochs=5)) == 1  # the last epoch is always a candidate
 
 
 def test_warmup_cosine_schedule():

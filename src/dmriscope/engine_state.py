@@ -51,8 +51,9 @@ class TrainSettings:
         batch_size: subjects per optimiser step.
         lr: peak learning rate of AdamW (after warm-up).
         weight_decay: AdamW decoupled weight decay (not applied to biases and norm weights, ndim <= 1).
-        patience: stop after this many epochs without a better validation AUC.
-        warmup_epochs: linear warm-up from 0 to ``lr`` over this many epochs, then cosine decay.
+        patience: stop after this many epochs without a better validation AUC (counted after the warm-up).
+        warmup_epochs: linear warm-up from 0 to ``lr`` over this many epochs, then cosine decay; model selection
+            starts after the warm-up (`dmriscope.engine.selection_start`).
         min_lr_ratio: the cosine ends at ``lr * min_lr_ratio``.
         seed: seeds weights, shuffling, dropout and augmentation.
         augment_shift: maximum random shift in voxels per axis (0 = no augmentation).
