@@ -73,6 +73,8 @@ rule render_table3:
         "logs/render_table3/render_table3.log",
     conda:
         "../envs/dmriscope.yaml"
+    params:
+        alpha=config["occlusion"]["alpha"],
     script:
         "../workflow_scripts/render_table3.py"
 
@@ -136,6 +138,7 @@ rule render_region_figures:
     params:
         criterion=config["occlusion"]["figure_criterion"],
         n_slices=config["occlusion"]["figure_slices"],
+        alpha=config["occlusion"]["alpha"],
     script:
         "../workflow_scripts/render_region_figures.py"
 
@@ -168,5 +171,6 @@ rule check_truth:
         "../envs/dmriscope.yaml"
     params:
         criterion=config["occlusion"]["truth_criterion"],
+        alpha=config["occlusion"]["alpha"],
     script:
         "../workflow_scripts/check_truth.py"

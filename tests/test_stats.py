@@ -19,7 +19,9 @@ from dmriscope.stats import (
     compare_models,
     region_statistics,
     significant_regions,
+    simes,
     table3,
+    union_statistics,
     wilcoxon_greater,
 )
 from dmriscope.truth import planted_sex_regions, precision_recall, truth_check
@@ -113,6 +115,9 @@ def test_table3_lists_regions() -> None:
     out = table3({("cnn3d", "FA"): regions})
     assert out.loc[0, "regions_raw"] == "1 r1" and out.loc[0, "n_raw"] == 1
     assert out.loc[0, "regions_fdr"] == "1 r1"
+    assert out.loc[1, "model"] == "union" and out.loc[1, "regions_fdr"] == "1 r1"  # one model: its own p
+    two = table3({("a", "MD"): MODEL_A, ("b", "MD"): MODEL_B}).set_index("model")
+    assert two.loc["b", "regions_fdr"] == "5 r5; 9 r9" and two.loc["union", "regions_fdr"] == "3 r3; 5 r5"
 
 
 def predictions(p_male: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
@@ -150,8 +155,29 @@ def test_precision_recall_hand_cases() -> None:
     assert r["precision"] == 0.0 and math.isnan(r["recall"])
 
 
-def fake_regions(fdr: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"region": range(1, 11), "significant_fdr": [r in fdr for r in range(1, 11)]})
+def fake_regions(p_low: dict[int, float]) -> pd.DataFrame:
+    """10 regions with p = 0.6 except `p_low`; the BH flags computed like region_statistics does."""
+    p = np.array([p_low.get(r, 0.6) for r in range(1, 11)])
+    return pd.DataFrame(
+        {"region": range(1, 11), "name": [f"r{r}" for r in range(1, 11)], "p_raw": p, "significant_raw": p < 0.05}
+    ).assign(significant_fdr=adjust_pvalues(p)[0] < 0.05)
+
+
+# model A flags 3 and 5; model B flags 5 and 9 (BH: 0.001 * 10 / 1, 0.008 * 10 / 2 = 0.04)
+MODEL_A, MODEL_B = fake_regions({3: 0.001, 5: 0.001}), fake_regions({5: 0.001, 9: 0.008})
+
+
+def test_simes_and_union_statistics_hand_case() -> None:
+    assert simes([0.6, 0.008]) == pytest.approx(0.016)  # min(2 * 0.008 / 1, 2 * 0.6 / 2)
+    assert simes([0.001, 0.001]) == pytest.approx(0.001)  # min(2 * 0.001 / 1, 2 * 0.001 / 2)
+    assert simes([0.04, 0.03, 0.9]) == pytest.approx(0.06)  # min(3 * 0.03, 3 * 0.04 / 2, 3 * 0.9 / 3)
+    union = union_statistics({"a": MODEL_A, "b": MODEL_B}).set_index("region")
+    assert union.loc[3, "p_raw"] == pytest.approx(0.002) and union.loc[9, "p_raw"] == pytest.approx(0.016)
+    # BH over 10 regions: sorted 0.001 (5), 0.002 (3), 0.016 (9) -> 0.01, 0.01, 0.016 * 10 / 3
+    assert union.loc[9, "p_fdr"] == pytest.approx(0.016 * 10 / 3)
+    assert sorted(union.index[union["significant_fdr"]]) == [3, 5]
+    assert sorted(union.index[union["significant_raw"]]) == [3, 5, 9]
+    assert (union["n_models"] == 2).all() and union.loc[9, "name"] == "r9"
 
 
 def test_truth_check_rows_and_union(tmp_path) -> None:
@@ -166,11 +192,14 @@ def test_truth_check_rows_and_union(tmp_path) -> None:
     ).to_csv(planted_tsv, sep="\t", index=False)
     planted = planted_sex_regions(str(planted_tsv))
     assert planted == {3, 5}
-    out = truth_check({("cnn2d", "FA"): fake_regions([3]), ("cnn3d", "FA"): fake_regions([5, 9])}, planted)
-    union = out[out["model"] == "union"].iloc[0]
-    assert (union["true_positives"], union["false_positives"], union["recall"]) == (2, 1, 1.0)
-    assert union["precision"] == pytest.approx(2 / 3) and union["spurious"] == "9"
+    out = truth_check({("cnn2d", "FA"): fake_regions({3: 0.001}), ("cnn3d", "FA"): MODEL_B}, planted)
+    pooled = out[out["model"] == "union_of_models"].iloc[0]
+    assert (pooled["true_positives"], pooled["false_positives"], pooled["recall"]) == (2, 1, 1.0)
+    assert pooled["precision"] == pytest.approx(2 / 3) and pooled["spurious"] == "9"
+    union = out[out["model"] == "union"].iloc[0]  # region 9: Simes 0.016, BH 0.053 -> not significant
+    assert (union["found"], union["spurious"], union["precision"]) == ("3, 5", "-", 1.0)
     assert out[out["model"] == "cnn2d"].iloc[0]["missed"] == "5"
+    assert list(out["model"]) == ["cnn2d", "cnn3d", "union_of_models", "union"]
 
 
 def test_write_table(tmp_path) -> None:
@@ -206,6 +235,7 @@ def test_region_figures_are_written(tmp_path, zoom: float) -> None:
                 "region": range(1, 6),
                 "name": [f"n{r}" for r in range(1, 6)],
                 "median_delta_p": np.linspace(-0.1, 0.2, 5),
+                "p_raw": [0.01 if r in sig else 0.5 for r in range(1, 6)],
                 "significant_raw": [r in sig for r in range(1, 6)],
                 "significant_fdr": [r == 1 for r in range(1, 6)],
             }

@@ -4,8 +4,8 @@ from dmriscope.io import run_script
 from dmriscope.truth import truth_check_files
 
 
-def main(regions: list[str], planted: str, tsv: str, md: str, html: str, criterion: str) -> None:
-    truth_check_files(regions, planted, tsv, md, criterion, html)
+def main(regions: list[str], planted: str, tsv: str, md: str, html: str, criterion: str, alpha: float) -> None:
+    truth_check_files(regions, planted, tsv, md, criterion, html, alpha)
 
 
 if __name__ == "__main__":
@@ -18,4 +18,5 @@ if __name__ == "__main__":
         md=snakemake.output.md,
         html=snakemake.output.html,
         criterion=snakemake.params.criterion,
+        alpha=snakemake.params.alpha,
     )

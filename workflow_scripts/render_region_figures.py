@@ -14,8 +14,9 @@ def main(
     metric: str,
     criterion: str,
     n_slices: int,
+    alpha: float,
 ) -> None:
-    render_region_figures(regions, template, atlas, labels, significant, heatmap, metric, criterion, n_slices)
+    render_region_figures(regions, template, atlas, labels, significant, heatmap, metric, criterion, n_slices, alpha)
 
 
 if __name__ == "__main__":
@@ -31,4 +32,5 @@ if __name__ == "__main__":
         metric=snakemake.wildcards.metric,
         criterion=snakemake.params.criterion,
         n_slices=snakemake.params.n_slices,
+        alpha=snakemake.params.alpha,
     )

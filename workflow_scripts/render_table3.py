@@ -4,8 +4,8 @@ from dmriscope.io import run_script
 from dmriscope.stats import table3_files
 
 
-def main(regions: list[str], tsv: str, md: str, html: str) -> None:
-    table3_files(regions, tsv, md, html)
+def main(regions: list[str], tsv: str, md: str, html: str, alpha: float) -> None:
+    table3_files(regions, tsv, md, html, alpha)
 
 
 if __name__ == "__main__":
@@ -16,4 +16,5 @@ if __name__ == "__main__":
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
         html=snakemake.output.html,
+        alpha=snakemake.params.alpha,
     )

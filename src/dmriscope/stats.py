@@ -42,6 +42,7 @@ from dmriscope.render.tables import write_table
 log = logging.getLogger(__name__)
 
 SCALES = ("logit", "probability")
+UNION = "union"  # the model name of the region-level union over models (`union_statistics`)
 P_CLIP = 1e-7
 
 REGION_COLUMNS = (
@@ -149,6 +150,44 @@ def region_statistics(
     return table[list(REGION_COLUMNS)]
 
 
+def simes(p: Sequence[float] | np.ndarray) -> float:
+    """Simes' combined p of k p-values (the global null: none of the k effects exists) = min over the sorted
+    p_(i) of k p_(i) / i, which is the smallest Benjamini-Hochberg adjusted p. Valid under independence and
+    positive dependence (PRDS), as for one region's tests in several models on the same subjects."""
+    p = np.asarray(p, dtype=float)
+    if p.size == 0:
+        raise ValueError("simes: no p-values")
+    return float(adjust_pvalues(p)[0].min())
+
+
+def union_statistics(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) -> pd.DataFrame:
+    """Region-level test of the union over models (one metric): is a region driving *any* model?
+
+    tables: model -> `region_statistics` table. Per region, Simes' combination of the models' raw p-values
+    (``p_raw``), then BH-FDR and Holm over the regions (``p_fdr``, ``p_holm``) and the flags. Taking the union of
+    each model's FDR-significant sets does not control the FDR of that union (each model adds its own false
+    discoveries; README, "Planted truth"); this does. Regions missing from a model's table are combined over the
+    models that have them. Columns: region, name, n_models, p_raw, p_fdr, p_holm, significant_{raw,fdr,holm}.
+    """
+    if not tables:
+        raise InputError("union of models: no region tables")
+    frames = [t[["region", "name", "p_raw"]].assign(model=m) for m, t in tables.items()]
+    long = pd.concat(frames, ignore_index=True)
+    grouped = long.groupby("region", sort=True)
+    table = pd.DataFrame(
+        {
+            "region": [int(r) for r in grouped.groups],
+            "name": grouped["name"].first().to_numpy(),
+            "n_models": grouped["model"].nunique().to_numpy(),
+            "p_raw": grouped["p_raw"].apply(simes).to_numpy(),
+        }
+    )
+    table["p_fdr"], table["p_holm"] = adjust_pvalues(table["p_raw"].to_numpy())
+    for kind in ("raw", "fdr", "holm"):
+        table[f"significant_{kind}"] = table[f"p_{kind}"] < alpha
+    return table
+
+
 def significant_regions(table: pd.DataFrame, criterion: str = "raw") -> list[int]:
     """Atlas indices flagged significant in a `region_statistics` table by 'raw', 'fdr' or 'holm'."""
     return sorted(int(r) for r in table.loc[table[f"significant_{criterion}"].astype(bool), "region"])
@@ -159,20 +198,24 @@ def _region_list(table: pd.DataFrame, criterion: str) -> str:
     return "; ".join(f"{int(r)} {n}" for r, n in zip(rows["region"], rows["name"])) or "-"
 
 
-def table3(regions: Mapping[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
-    """Table 3: significant regions per (model, metric), by the raw p (the paper) and by BH-FDR."""
-    rows = []
-    for (model, metric), table in regions.items():
-        rows.append(
-            {
-                "metric": metric,
-                "model": model,
-                "n_raw": int(table["significant_raw"].sum()),
-                "regions_raw": _region_list(table, "raw"),
-                "n_fdr": int(table["significant_fdr"].sum()),
-                "regions_fdr": _region_list(table, "fdr"),
-            }
-        )
+def _table3_row(metric: str, model: str, table: pd.DataFrame) -> dict:
+    return {
+        "metric": metric,
+        "model": model,
+        "n_raw": int(table["significant_raw"].sum()),
+        "regions_raw": _region_list(table, "raw"),
+        "n_fdr": int(table["significant_fdr"].sum()),
+        "regions_fdr": _region_list(table, "fdr"),
+    }
+
+
+def table3(regions: Mapping[tuple[str, str], pd.DataFrame], alpha: float = 0.05) -> pd.DataFrame:
+    """Table 3: significant regions per (model, metric), by the raw p (the paper) and by BH-FDR, then per metric
+    the region-level union over models (`union_statistics`, model ``union``)."""
+    rows = [_table3_row(metric, model, table) for (model, metric), table in regions.items()]
+    for metric in sorted({m for _, m in regions}):
+        per_model = {model: t for (model, m), t in regions.items() if m == metric}
+        rows.append(_table3_row(metric, UNION, union_statistics(per_model, alpha)))
     return pd.DataFrame(rows, columns=["metric", "model", "n_raw", "regions_raw", "n_fdr", "regions_fdr"])
 
 
@@ -271,10 +314,12 @@ def region_statistics_files(
     return table
 
 
-def table3_files(regions: Sequence[str], tsv: str, md: str, html: str | None = None) -> pd.DataFrame:
+def table3_files(
+    regions: Sequence[str], tsv: str, md: str, html: str | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
     """Rule render_table3: the models' regions.tsv files -> Table 3 (TSV and Markdown)."""
     tables = {model_metric_from_path(p): read_tsv(p, required=REGION_COLUMNS) for p in regions}
-    out = table3(tables)
+    out = table3(tables, alpha)
     title = "Table 3: white-matter regions whose occlusion lowers the correct-class probability"
     write_table(out, tsv, md, title, html)
     return out

@@ -4,7 +4,10 @@ For each model x metric the set S of significant regions (BH-FDR by default) is 
 where the simulation planted a sex effect (``results/truth/planted_regions.tsv``, rows with effect == "sex" and a
 non-zero size): precision = |S & P| / |S| (NaN when nothing is significant), recall = |S & P| / |P| (NaN when
 nothing was planted, e.g. a null cohort, where the false positives are what matters). The union of S over all
-models is checked per metric as well (model "union").
+models is checked per metric in two ways: ``union_of_models`` pools each model's significant set (each at its own
+FDR, so the union's false discoveries add up over models), ``union`` tests the regions once for the union
+(`dmriscope.stats.union_statistics`: Simes over models, then the correction over regions), which controls the
+FDR of the union itself.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import pandas as pd
 
 from dmriscope.render.tables import write_table
-from dmriscope.stats import model_metric_from_path, read_tsv, significant_regions
+from dmriscope.stats import UNION, model_metric_from_path, read_tsv, significant_regions, union_statistics
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +78,42 @@ def _row(metric: str, model: str, criterion: str, planted: set[int], found: set[
     }
 
 
+POOLED = "union_of_models"  # the model name of the pooled per-model significant sets
+
+
 def truth_check(
-    regions: Mapping[tuple[str, str], pd.DataFrame], planted: set[int], criterion: str = "fdr"
+    regions: Mapping[tuple[str, str], pd.DataFrame], planted: set[int], criterion: str = "fdr", alpha: float = 0.05
 ) -> pd.DataFrame:
-    """Rows per (model, metric) of `regions` (region_statistics tables), then a "union" row per metric."""
+    """Rows per (model, metric) of `regions` (region_statistics tables), then per metric the pooled per-model sets
+    (``union_of_models``) and the region-level union test (``union``)."""
     rows = []
     for metric in sorted({m for _, m in regions}):
-        union: set[int] = set()
-        for (model, m), table in regions.items():
-            if m != metric:
-                continue
+        per_model = {model: t for (model, m), t in regions.items() if m == metric}
+        pooled: set[int] = set()
+        for model, table in per_model.items():
             found = set(significant_regions(table, criterion))
-            union |= found
+            pooled |= found
             rows.append(_row(metric, model, criterion, planted, found))
-        rows.append(_row(metric, "union", criterion, planted, union))
+        rows.append(_row(metric, POOLED, criterion, planted, pooled))
+        union = significant_regions(union_statistics(per_model, alpha), criterion)
+        rows.append(_row(metric, UNION, criterion, planted, set(union)))
     return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
 
 
 def truth_check_files(
-    regions: Sequence[str], planted: str, tsv: str, md: str, criterion: str = "fdr", html: str | None = None
+    regions: Sequence[str],
+    planted: str,
+    tsv: str,
+    md: str,
+    criterion: str = "fdr",
+    html: str | None = None,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Rule check_truth: the models' regions.tsv files + the planted-regions TSV -> truth_check (TSV, Markdown)."""
-    tables = {model_metric_from_path(p): read_tsv(p, required=(f"significant_{criterion}", "region")) for p in regions}
-    out = truth_check(tables, planted_sex_regions(planted), criterion)
+    required = (f"significant_{criterion}", "region", "name", "p_raw")
+    tables = {model_metric_from_path(p): read_tsv(p, required=required) for p in regions}
+    out = truth_check(tables, planted_sex_regions(planted), criterion, alpha)
     write_table(out, tsv, md, f"Planted sex-effect regions vs {criterion}-significant regions", html)
-    for row in out[out["model"] == "union"].itertuples():
-        log.info("%s union: precision %.2f recall %.2f", row.metric, row.precision, row.recall)
+    for row in out[out["model"].isin([POOLED, UNION])].itertuples():
+        log.info("%s %s: precision %.2f recall %.2f", row.metric, row.model, row.precision, row.recall)
     return out

@@ -24,7 +24,14 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from dmriscope.io import InputError, atomic_path, load_nifti
-from dmriscope.stats import model_metric_from_path, read_labels, read_tsv, significant_regions
+from dmriscope.stats import (
+    UNION,
+    model_metric_from_path,
+    read_labels,
+    read_tsv,
+    significant_regions,
+    union_statistics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -225,18 +232,22 @@ def render_region_figures(
     metric: str,
     criterion: str = "raw",
     n_slices: int = 4,
+    alpha: float = 0.05,
 ) -> None:
     """Rule render_region_figures: both figures of one metric from the models' ``.../{model}/{metric}/regions.tsv``.
 
-    labels: the atlas labels TSV (index, name).
+    labels: the atlas labels TSV (index, name). The significant-regions figure ends with a row for the region-level
+    union over models (`dmriscope.stats.union_statistics`).
     """
-    needed = ("region", "name", "median_delta_p", f"significant_{criterion}", "significant_raw", "significant_fdr")
+    needed = ("region", "name", "median_delta_p", "p_raw", f"significant_{criterion}", "significant_raw")
+    needed += ("significant_fdr",)
     tables = {model_metric_from_path(p)[0]: read_tsv(p, required=needed) for p in regions}
     template_data, zooms = _load_ras(template, np.float32)
     atlas_data, _ = _load_ras(atlas, np.int16)
     if template_data.shape != atlas_data.shape:
         raise InputError(f"{atlas}: grid {atlas_data.shape} differs from the template's {template_data.shape}")
     significant = {m: significant_regions(t, criterion) for m, t in tables.items()}
+    significant[UNION] = significant_regions(union_statistics(tables, alpha), criterion)
     plot_significant_regions(
         template_data,
         atlas_data,
