@@ -148,10 +148,15 @@ def region_statistics(
             "%d test subjects: the smallest attainable Wilcoxon p is %.3g >= alpha %.3g", n_max, 0.5**n_max, alpha
         )
     table = table.merge(region_volumes(atlas, wm_mask), on="region", how="left")
+    return _add_corrections(table, alpha)[list(REGION_COLUMNS)]
+
+
+def _add_corrections(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Add p_fdr and p_holm (over the table's rows) from p_raw, and the significant_{raw,fdr,holm} flags."""
     table["p_fdr"], table["p_holm"] = adjust_pvalues(table["p_raw"].to_numpy())
     for kind in ("raw", "fdr", "holm"):
         table[f"significant_{kind}"] = table[f"p_{kind}"] < alpha
-    return table[list(REGION_COLUMNS)]
+    return table
 
 
 def simes(p: Sequence[float] | np.ndarray) -> float:
@@ -176,20 +181,23 @@ def union_statistics(tables: Mapping[str, pd.DataFrame], alpha: float = 0.05) ->
     if not tables:
         raise InputError("union of models: no region tables")
     frames = [t[["region", "name", "p_raw"]].assign(model=m) for m, t in tables.items()]
-    long = pd.concat(frames, ignore_index=True)
-    grouped = long.groupby("region", sort=True)
-    table = pd.DataFrame(
-        {
-            "region": [int(r) for r in grouped.groups],
-            "name": grouped["name"].first().to_numpy(),
-            "n_models": grouped["model"].nunique().to_numpy(),
-            "p_raw": grouped["p_raw"].apply(simes).to_numpy(),
-        }
+    long = pd.concat(frames, ignore_index=True).astype({"region": int})
+    table = (
+        long.groupby("region", sort=True)
+        .agg(name=("name", "first"), n_models=("model", "nunique"), p_raw=("p_raw", simes))
+        .reset_index()
     )
-    table["p_fdr"], table["p_holm"] = adjust_pvalues(table["p_raw"].to_numpy())
-    for kind in ("raw", "fdr", "holm"):
-        table[f"significant_{kind}"] = table[f"p_{kind}"] < alpha
-    return table
+    return _add_corrections(table, alpha)
+
+
+def tables_by_metric(
+    regions: Mapping[tuple[str, str], pd.DataFrame],
+) -> list[tuple[str, dict[str, pd.DataFrame]]]:
+    """(metric, {model: table}) per metric, metrics sorted, models in the order of `regions`."""
+    return [
+        (metric, {model: t for (model, m), t in regions.items() if m == metric})
+        for metric in sorted({m for _, m in regions})
+    ]
 
 
 def significant_regions(table: pd.DataFrame, criterion: str = "raw") -> list[int]:
@@ -217,8 +225,7 @@ def table3(regions: Mapping[tuple[str, str], pd.DataFrame], alpha: float = 0.05)
     """Table 3: significant regions per (model, metric), by the raw p (the paper) and by BH-FDR, then per metric
     the region-level union over models (`union_statistics`, model ``union``)."""
     rows = [_table3_row(metric, model, table) for (model, metric), table in regions.items()]
-    for metric in sorted({m for _, m in regions}):
-        per_model = {model: t for (model, m), t in regions.items() if m == metric}
+    for metric, per_model in tables_by_metric(regions):
         rows.append(_table3_row(metric, UNION, union_statistics(per_model, alpha)))
     return pd.DataFrame(rows, columns=["metric", "model", "n_raw", "regions_raw", "n_fdr", "regions_fdr"])
 

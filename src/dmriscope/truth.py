@@ -19,7 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 import pandas as pd
 
 from dmriscope.render.tables import write_table
-from dmriscope.stats import UNION, model_metric_from_path, read_tsv, significant_regions, union_statistics
+from dmriscope.stats import (
+    UNION,
+    model_metric_from_path,
+    read_tsv,
+    significant_regions,
+    tables_by_metric,
+    union_statistics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +94,7 @@ def truth_check(
     """Rows per (model, metric) of `regions` (region_statistics tables), then per metric the pooled per-model sets
     (``union_of_models``) and the region-level union test (``union``)."""
     rows = []
-    for metric in sorted({m for _, m in regions}):
-        per_model = {model: t for (model, m), t in regions.items() if m == metric}
+    for metric, per_model in tables_by_metric(regions):
         pooled: set[int] = set()
         for model, table in per_model.items():
             found = set(significant_regions(table, criterion))

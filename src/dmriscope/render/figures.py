@@ -239,8 +239,15 @@ def render_region_figures(
     labels: the atlas labels TSV (index, name). The significant-regions figure ends with a row for the region-level
     union over models (`dmriscope.stats.union_statistics`).
     """
-    needed = ("region", "name", "median_delta_p", "p_raw", f"significant_{criterion}", "significant_raw")
-    needed += ("significant_fdr",)
+    needed = (
+        "region",
+        "name",
+        "median_delta_p",
+        "p_raw",
+        f"significant_{criterion}",
+        "significant_raw",
+        "significant_fdr",
+    )
     tables = {model_metric_from_path(p)[0]: read_tsv(p, required=needed) for p in regions}
     template_data, zooms = _load_ras(template, np.float32)
     atlas_data, _ = _load_ras(atlas, np.int16)
