@@ -59,6 +59,7 @@ def get_final_output():
         outputs += expand(
             "results/figures/pretrain/{metric}_reconstruction.png", metric=METRICS
         )
+        outputs += ["results/tables/pretraining.md"]
     if until == "train":
         return outputs
     outputs += model_outputs("results/occlusion/{model}/{metric}/regions.tsv")

@@ -1,5 +1,6 @@
 # Masked-autoencoder pretraining of the ViT encoder, per metric: 2D MAE on sagittal slabs, then 3D MAE on volumes.
-# Training subjects only. GPU profiles add `gpu: 1` to both rules (CUDA + bf16 autocast are picked up automatically).
+# Subjects of pretrain.sets only (training by default); validation subjects are scored against the population
+# mean every epoch. GPU profiles add `gpu: 1` to both rules (CUDA + bf16 autocast are picked up automatically).
 
 
 rule pretrain_mae2d:
@@ -42,7 +43,12 @@ rule pretrain_mae3d:
         checkpoint="results/pretrain/{metric}/mae3d.pt",
         history="results/pretrain/{metric}/mae3d_history.jsonl",
         loss_png="results/pretrain/{metric}/mae3d_loss.png",
-        figure="results/figures/pretrain/{metric}_reconstruction.png",
+        figure=report(
+            "results/figures/pretrain/{metric}_reconstruction.png",
+            caption="../report/pretrain_reconstruction.rst",
+            category="Pretraining",
+            labels={"metric": "{metric}"},
+        ),
     log:
         "logs/pretrain_mae3d/{metric}.log",
     benchmark:

@@ -43,3 +43,25 @@ rule render_table4:
         "../envs/dmriscope.yaml"
     script:
         "../workflow_scripts/render_table4.py"
+
+
+rule render_pretraining_table:
+    input:
+        mae2d=expand("results/pretrain/{metric}/mae2d_history.jsonl", metric=METRICS),
+        mae3d=expand("results/pretrain/{metric}/mae3d_history.jsonl", metric=METRICS),
+    output:
+        tsv="results/tables/pretraining.tsv",
+        md="results/tables/pretraining.md",
+        html=report(
+            "results/tables/pretraining.html",
+            caption="../report/pretraining.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/render_pretraining_table/render_pretraining_table.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        metrics=METRICS,
+    script:
+        "../workflow_scripts/render_pretraining_table.py"

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from dmriscope.engine_state import autocast, pick_device, warmup_cosine
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models.mae import MaskedAutoencoder
 from dmriscope.models.vit import ViTEncoder, build_slab_encoder, load_encoder_state
+from dmriscope.pretrain_eval import Pair, masked_loss_vs_mean, population_mean, slab_pairs, volume_pairs
 from dmriscope.pretrain_figures import plot_loss, plot_reconstruction
 from dmriscope.tensors import Normaliser, VolumeDataset, read_index
 
@@ -126,15 +127,19 @@ def train_mae(
     history_path: str | os.PathLike,
     device: torch.device,
     desc: str = "mae",
+    val_pairs: Sequence[Pair] = (),
 ) -> list[dict[str, float]]:
     """Train ``mae`` on ``dataset``; write one JSON line per epoch to ``history_path`` (atomically, at the end).
 
     Args:
         stage: epochs, batch_size, lr (peak), warmup_epochs.
         weight_decay: AdamW decoupled weight decay. seed: seeds the shuffling and the masks.
+        val_pairs: held-out (input, population mean) pairs scored after every epoch with the same seeded masks
+            (`dmriscope.pretrain_eval.masked_loss_vs_mean`); none = no validation columns.
     Returns:
         the history rows: epoch (1-based), loss (mean masked-patch MSE over the epoch's samples), lr (of the
-        epoch's last step), seconds.
+        epoch's last step), seconds; with ``val_pairs`` also val_loss, val_baseline (the population-mean
+        predictor's loss) and val_ratio = val_loss / val_baseline.
     """
     torch.manual_seed(seed)
     loader = DataLoader(
@@ -150,7 +155,15 @@ def train_mae(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warm, total, 0.0))
     mae.to(device).train()
     rows: list[dict[str, float]] = []
+    if val_pairs:  # epoch 0: the initialisation (random, or the 2D encoder for the 3D stage) against the baseline
+        rows.append(
+            {"epoch": 0, "loss": None, "lr": 0.0, "seconds": 0.0, **validation_row(mae, val_pairs, seed, device)}
+        )
+        mae.train()
+        log.info("%s before training: %s", desc, json.dumps(rows[0]))
     with atomic_path(history_path) as tmp, open(tmp, "w") as history:
+        for row in rows:
+            history.write(json.dumps(row) + "\n")
         for epoch in range(1, epochs + 1):
             start, loss_sum, n_seen = time.perf_counter(), 0.0, 0
             for x, _ in progress(loader, desc=f"{desc} epoch {epoch}/{epochs}"):
@@ -167,11 +180,20 @@ def train_mae(
                 loss_sum += loss.item() * len(x)
                 n_seen += len(x)
             row = {"epoch": epoch, "loss": loss_sum / n_seen, "lr": lr, "seconds": time.perf_counter() - start}
+            if val_pairs:
+                row.update(validation_row(mae, val_pairs, seed, device))
+                mae.train()
             history.write(json.dumps(row) + "\n")
             history.flush()
             rows.append(row)
-            log.info("%s epoch %d/%d: loss %.5f, lr %.3g, %.1f s", desc, epoch, epochs, row["loss"], lr, row["seconds"])
+            log.info("%s epoch %d/%d: %s", desc, epoch, epochs, json.dumps(row))
     return rows
+
+
+def validation_row(mae: MaskedAutoencoder, pairs: Sequence[Pair], seed: int, device: torch.device) -> dict:
+    """val_loss, val_baseline and val_ratio of ``mae`` on held-out pairs (masks seeded by ``seed``)."""
+    loss, baseline = masked_loss_vs_mean(mae, pairs, seed, device)
+    return {"val_loss": loss, "val_baseline": baseline, "val_ratio": loss / baseline if baseline > 0 else None}
 
 
 def save_checkpoint(
@@ -203,6 +225,30 @@ def _open_for_pretraining(
     return table, normaliser, mask, grid, patch
 
 
+def pretraining_sets(pretrain: Mapping[str, Any]) -> tuple[str, ...]:
+    """The sets whose (unlabelled) maps the MAE trains on: ``pretrain.sets``; never the test set."""
+    sets = tuple(pretrain.get("sets", ("train",)))
+    if "test" in sets or not sets:
+        raise InputError(f"config key 'pretrain.sets': {list(sets)} must be a non-empty subset of [train, val]")
+    return sets
+
+
+def held_out(table: Any, sets: tuple[str, ...]) -> Any:
+    """Validation rows the MAE does not train on (empty when ``sets`` includes val)."""
+    return table[(table["set"] == "val") & ~table["set"].isin(list(sets))]
+
+
+def _datasets(
+    tensors: str, index: str, table: Any, normaliser: Normaliser, mask: np.ndarray, pretrain: Mapping[str, Any]
+) -> tuple[VolumeDataset, VolumeDataset | None, torch.Tensor]:
+    """The pretraining volumes, the held-out validation volumes (or None) and the population mean of the former."""
+    sets = pretraining_sets(pretrain)
+    volumes = VolumeDataset(tensors, subset(table, sets, index), normaliser, mask)
+    val = held_out(table, sets)
+    val_set = VolumeDataset(tensors, val, normaliser, mask) if len(val) else None
+    return volumes, val_set, population_mean(volumes)
+
+
 def pretrain_mae2d(
     tensors: str,
     index: str,
@@ -215,15 +261,17 @@ def pretrain_mae2d(
     pretrain: Mapping[str, Any],
     threads: int = 1,
 ) -> None:
-    """Rule pretrain_mae2d: a 2D MAE on the training subjects' sagittal slabs (s = vit patch depth)."""
+    """Rule pretrain_mae2d: a 2D MAE on the sagittal slabs (s = vit patch depth) of the ``pretrain.sets`` subjects."""
     table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
-    slabs = SlabDataset(tensors, subset(table, ("train",), index), normaliser, mask, patch[0])
-    log.info("2D MAE: %d training subjects x %d slabs of %dx%dx%d", len(slabs.rows), slabs.n_slabs, patch[0], *grid[1:])
+    volumes, val_set, mean = _datasets(tensors, index, table, normaliser, mask, pretrain)
+    slabs = SlabDataset(tensors, volumes.index, normaliser, mask, patch[0])
+    val_pairs = slab_pairs(val_set, mean, patch[0]) if val_set is not None else []
+    log.info("2D MAE: %d subjects x %d slabs of %dx%dx%d", len(slabs.rows), slabs.n_slabs, patch[0], *grid[1:])
     torch.manual_seed(int(pretrain["seed"]))
     mae = build_mae(build_slab_encoder(grid, patch, **encoder_hparams(vit)), pretrain)
     device = pick_device()
     rows = train_mae(
-        mae, slabs, pretrain["mae2d"], pretrain["weight_decay"], pretrain["seed"], history, device, "mae2d"
+        mae, slabs, pretrain["mae2d"], pretrain["weight_decay"], pretrain["seed"], history, device, "mae2d", val_pairs
     )
     save_checkpoint(checkpoint, "mae2d", mae, vit, pretrain, grid, rows)
     plot_loss(rows, loss_png, "2D MAE (sagittal slabs)")
@@ -243,25 +291,27 @@ def pretrain_mae3d(
     pretrain: Mapping[str, Any],
     threads: int = 1,
 ) -> None:
-    """Rule pretrain_mae3d: a 3D MAE on training volumes, encoder initialised from the 2D MAE ``init``."""
+    """Rule pretrain_mae3d: a 3D MAE on the ``pretrain.sets`` volumes, encoder initialised from the 2D MAE ``init``."""
     table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
-    volumes = VolumeDataset(tensors, subset(table, ("train",), index), normaliser, mask)
+    volumes, val_set, mean = _datasets(tensors, index, table, normaliser, mask, pretrain)
+    val_pairs = volume_pairs(val_set, mean) if val_set is not None else []
     torch.manual_seed(int(pretrain["seed"]))
     mae = build_mae(ViTEncoder(1, grid, patch, **encoder_hparams(vit)), pretrain)
     init_from_2d(mae.encoder, init)
-    log.info("3D MAE: %d training volumes, %d patches each", len(volumes), mae.encoder.n_patches)
+    log.info("3D MAE: %d volumes, %d patches each", len(volumes), mae.encoder.n_patches)
     device = pick_device()
     rows = train_mae(
-        mae, volumes, pretrain["mae3d"], pretrain["weight_decay"], pretrain["seed"], history, device, "mae3d"
+        mae, volumes, pretrain["mae3d"], pretrain["weight_decay"], pretrain["seed"], history, device, "mae3d", val_pairs
     )
     save_checkpoint(checkpoint, "mae3d", mae, vit, pretrain, grid, rows)
     plot_loss(rows, loss_png, "3D MAE (volumes)")
-    shown = table[table["set"] == "val"] if (table["set"] == "val").any() else subset(table, ("train",), index)
-    sample = VolumeDataset(tensors, shown.iloc[:1], normaliser, mask)
+    shown = val_set if val_set is not None else volumes
+    row = shown.index.iloc[0]
     plot_reconstruction(
         mae,
-        sample[0][0],
-        f"sub-{shown.iloc[0]['subject']} ({shown.iloc[0]['set']})",
+        shown[0][0],
+        mean,
+        f"sub-{row['subject']} ({row['set']})",
         figure,
         seed=int(pretrain["seed"]),
         device=device,
