@@ -35,6 +35,7 @@ from dmriscope.engine_state import (
     load_resume_state,
     make_deterministic,
     make_optimizer,
+    model_arch,
     pick_device,
     save_atomic,
     settings_dict,
@@ -65,7 +66,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def set_train_mode(model: nn.Module) -> None:
-    """Training mode, except a fully frozen backbone (linear probing), which stays in eval mode (no dropout)."""
+    """Training mode, except a fully frozen backbone, which stays in eval mode (no dropout)."""
     model.train()
     backbone = getattr(model, "backbone", None)
     if backbone is not None and not any(p.requires_grad for p in backbone.parameters()):
@@ -254,6 +255,21 @@ def fit(
     return FitResult(history, best_state, best["epoch"], best_auc, stopped)
 
 
+def probe(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    settings: TrainSettings,
+    device: torch.device,
+    occluder: RegionOccluder | None,
+) -> FitResult:
+    """The linear probe's "training": an exact logistic regression on the frozen features (`dmriscope.linear_probe`)."""
+    from dmriscope.linear_probe import fit_linear_probe
+
+    history, state, val_auc = fit_linear_probe(model, train_set, val_set, settings, device, occluder)
+    return FitResult(history, state, 1, val_auc, False)
+
+
 def _file_id(path: str | Path) -> list[int]:
     stat = Path(path).stat()
     return [stat.st_size, stat.st_mtime_ns]
@@ -288,7 +304,7 @@ def train_model_files(
     if tuple(train_set.store.shape[1:]) != tuple(grid):
         raise InputError(f"{tensor}: grid {train_set.store.shape[1:]} is not config key 'grid' {list(grid)}")
     registry_name = REGISTRY_NAMES.get(model_name, model_name)
-    arch = dict(models_cfg.get(registry_name, {}))
+    arch = model_arch(model_name, models_cfg)
     split_sha = Path(split_digest).read_text().split()[0]
     identity = {
         "model": model_name,
@@ -316,7 +332,11 @@ def train_model_files(
             dev,
             torch.get_num_threads(),
         )
-        result = fit(model, train_set, val_set, settings, checkpoint_dir, fingerprint(identity), dev, occluder=occluder)
+        if model_name == "vit_linprobe":
+            result = probe(model, train_set, val_set, settings, dev, occluder)
+        else:
+            run_id = fingerprint(identity)
+            result = fit(model, train_set, val_set, settings, checkpoint_dir, run_id, dev, occluder=occluder)
     n_male = int(train_set.labels.sum())
     meta = {
         "model": model_name,

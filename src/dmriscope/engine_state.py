@@ -42,6 +42,15 @@ PRETRAINED = ("vit_linprobe", "vit_finetune")
 WORKFLOW_MODELS = tuple(REGISTRY_NAMES)
 
 
+def model_arch(model_name: str, models_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture keywords of ``model_name``: its registry model's config section; the linear probe adds a
+    feature BatchNorm before its head (MAE's linear-probing recipe, no parameter: `models.vit.ViTClassifier`)."""
+    arch = dict(models_cfg.get(REGISTRY_NAMES.get(model_name, model_name), {}))
+    if model_name == "vit_linprobe":
+        arch["head_norm"] = True
+    return arch
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimiser, schedule and loop settings (config ``train``; per-model ``overrides`` merged in).

@@ -170,21 +170,48 @@ class ViTEncoder(nn.Module):
         return self.encode_tokens(self.embed(x))[:, 0]
 
 
-class ViTClassifier(nn.Module):
-    """3D ViT classifier: ``backbone`` (ViTEncoder on (B, 1, S, H, W)) and ``head`` (linear D -> n_classes)."""
+POOLS = ("cls", "mean")
 
-    def __init__(self, grid: Sequence[int], n_classes: int = 2, **encoder_kwargs: Any) -> None:
+
+class ViTClassifier(nn.Module):
+    """3D ViT classifier: ``backbone`` (ViTEncoder on (B, 1, S, H, W)) and ``head`` (linear D -> n_classes).
+
+    Args:
+        grid: input grid (S, H, W). n_classes: head outputs.
+        pool: the features the head reads: "cls" (the class token, the paper's) or "mean" (the mean of the patch
+            tokens, as MAE's fine-tuning reads them; the MAE never trains the class token's output).
+        head_norm: a BatchNorm without affine parameters before the linear head (MAE's linear-probing recipe; the
+            frozen features are standardised, so the head trains at one learning rate whatever their scale). It
+            adds no parameter; `dmriscope.linear_probe` sets its statistics to the training features'.
+        encoder_kwargs: the ViTEncoder's.
+    """
+
+    def __init__(
+        self, grid: Sequence[int], n_classes: int = 2, pool: str = "cls", head_norm: bool = False, **encoder_kwargs: Any
+    ) -> None:
         super().__init__()
-        self.grid = tuple(grid)
+        if pool not in POOLS:
+            raise ValueError(f"vit: pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        self.grid, self.pool = tuple(grid), pool
         self.backbone = ViTEncoder(1, self.grid, **encoder_kwargs)
-        self.head = nn.Linear(self.backbone.dim, n_classes)
-        init_transformer_weights(self.head)
+        linear = nn.Linear(self.backbone.dim, n_classes)
+        init_transformer_weights(linear)
+        if head_norm:
+            norm = nn.BatchNorm1d(self.backbone.dim, affine=False, eps=1.0e-6)
+            self.head: nn.Module = nn.Sequential(norm, linear)
+        else:
+            self.head = linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, D) features the head reads (class token or mean patch token)."""
+        if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.grid:
+            raise ValueError(f"vit expects input (B, 1, {', '.join(map(str, self.grid))}), got {tuple(x.shape)}")
+        tokens = self.backbone.encode_tokens(self.backbone.embed(x))
+        return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) from volumes (B, 1, S, H, W), sagittal slices first."""
-        if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.grid:
-            raise ValueError(f"vit expects input (B, 1, {', '.join(map(str, self.grid))}), got {tuple(x.shape)}")
-        return self.head(self.backbone(x))
+        return self.head(self.features(x))
 
 
 @register("vit")
@@ -197,10 +224,14 @@ def build_vit(
     patch: Sequence[int] = (6, 16, 16),
     dropout: float = 0.0,
     checkpointing: bool = False,
+    pool: str = "cls",
+    head_norm: bool = False,
 ) -> ViTClassifier:
     """The 3D ViT classifier for input grid (S, H, W); defaults are the paper's (24,144,002 parameters)."""
     return ViTClassifier(
         grid,
+        pool=pool,
+        head_norm=head_norm,
         dim=dim,
         depth=depth,
         heads=heads,
@@ -284,7 +315,7 @@ def load_pretrained_encoder(model: ViTClassifier, checkpoint_path: str | os.Path
 
 
 def freeze_backbone(model: nn.Module) -> None:
-    """Linear probing: every backbone parameter stops requiring grad; only ``model.head`` trains."""
+    """Linear probing: every backbone parameter stops requiring grad; only ``model.head`` is fitted."""
     for param in model.backbone.parameters():
         param.requires_grad_(False)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
