@@ -35,6 +35,11 @@ def test_defaults_are_filled(default_config):
         (lambda c: c.update(grid=[36, 40, 48]), "grid"),  # not divisible by the ViT patch
         (lambda c: c["registration"].update(backend="spm"), "registration.backend"),
         (lambda c: c["synthetic"]["sex_effects"].append({"region": 49, "size": 1}), "synthetic.sex_effects"),
+        # model constraints that used to surface only inside the job that builds the model (MONAI / torch)
+        (lambda c: c["models"]["vit"].update(dim=30, heads=2), "models.vit.dim"),  # the 2D sin-cos table: D % 4
+        (lambda c: c["models"]["vit"].update(dim=32, heads=3), "models.vit.dim"),  # attention: D % heads
+        (lambda c: c.setdefault("pretrain", {}).update(decoder_dim=20), "pretrain.decoder_dim"),  # mae3d: % 6
+        (lambda c: c.setdefault("pretrain", {}).update(decoder_dim=36, decoder_heads=8), "pretrain.decoder_dim"),
     ],
 )
 def test_bad_config_names_the_key(default_config, edit, key):

@@ -101,6 +101,36 @@ def check_grid(config: dict) -> None:
             raise ConfigError(f"config key 'grid': axis {axis} size {size} is not divisible by the ViT patch {p}")
 
 
+def check_models(config: dict) -> None:
+    """Constraints of the ViT and the MAE that the schema cannot express, checked before any job runs.
+
+    Attention splits D over the heads (D % heads); the 2D slab encoder of the MAE starts from a 2D sin-cos table
+    (D % 4, MONAI) and its decoders use 2D and 3D sin-cos tables (decoder_dim % 4 and % 6) over decoder_heads heads.
+    """
+    vit = config["models"]["vit"]
+    if vit["dim"] % vit["heads"]:
+        raise ConfigError(
+            f"config key 'models.vit.dim': {vit['dim']} is not divisible by models.vit.heads {vit['heads']}"
+        )
+    if not {"vit_linprobe", "vit_finetune"} & set(config["train"]["models"]):
+        return
+    if vit["dim"] % 4:
+        raise ConfigError(
+            f"config key 'models.vit.dim': {vit['dim']} must be divisible by 4 (the 2D MAE's sin-cos table)"
+        )
+    pre = config["pretrain"]
+    if pre["decoder_dim"] % pre["decoder_heads"]:
+        raise ConfigError(
+            f"config key 'pretrain.decoder_dim': {pre['decoder_dim']} is not divisible by pretrain.decoder_heads "
+            f"{pre['decoder_heads']}"
+        )
+    if pre["decoder_dim"] % 12:
+        raise ConfigError(
+            f"config key 'pretrain.decoder_dim': {pre['decoder_dim']} must be divisible by 12 (the 2D and 3D MAE "
+            "decoders' sin-cos tables need multiples of 4 and 6)"
+        )
+
+
 def check_synthetic(config: dict) -> None:
     syn = config["synthetic"]
     for sex, fractions in config["cohort"]["age_bin_fractions"].items():
@@ -116,6 +146,7 @@ def load_config(config: dict) -> dict:
     """Validate and complete the config in place; return it."""
     validate_schema(config)
     check_grid(config)
+    check_models(config)
     check_synthetic(config)
     split_counts(config, len(subject_ids(config)))
     return config
