@@ -2,9 +2,9 @@
 
 Runs on a finished tensor store (``results/tensors``, after `stack_tensors`) and answers, per metric:
 
-1. **What is there to predict** (validation subjects, voxel-normalised model input, brain voxels): the variance of
-   the input (= the population-mean predictor's MSE), the share of it that each subject's own atlas-region means
-   explain (what a predictor that knew the region offsets could reach), and the correlation of neighbouring voxels.
+1. **What is there to predict** (validation subjects, the model input, brain voxels): the variance of the input
+   (~ the population-mean predictor's MSE) and, as ratios to it, the error of an oracle that knows each subject's
+   own atlas-region means (what knowing every region offset would give) and of the mean of a voxel's neighbours.
 2. **The MAE against the population mean**: the 2D -> 3D pretraining of `dmriscope.pretrain` with the settings
    given (patch, epochs, ...), the validation masked-patch MSE / population-mean MSE per stage, before and after
    training (epoch 0 of the 3D stage is the 2D encoder's transfer).
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -42,26 +43,29 @@ def stack(dataset) -> np.ndarray:
 
 
 def data_table(results: Path, metric: str) -> dict:
-    """Variance of the validation input, share explained by region means, neighbour correlation (brain voxels)."""
+    """What a predictor of the validation input could reach, as a ratio to the population mean's MSE (brain voxels):
+    an oracle that knows each subject's own atlas-region means, and the mean of a voxel's 26 neighbours."""
     store = results / "tensors"
     args = (store / f"{metric}.npy", store / f"{metric}_index.tsv", store / f"{metric}_norm.json")
     val = stack(open_dataset(*args, store / "brain_mask.npy", ["val"]))
     brain = np.load(store / "brain_mask.npy")
     atlas = np.load(store / "atlas.npy")
-    x = val[:, brain]
-    labels = atlas[brain]
-    fitted = np.zeros_like(x)
-    for region in np.unique(labels[labels > 0]):
-        sel = labels == region
-        fitted[:, sel] = x[:, sel].mean(axis=1, keepdims=True)
-    wm = labels > 0
-    var_all = float((x**2).mean())
-    explained_wm = 1 - float(((x[:, wm] - fitted[:, wm]) ** 2).mean() / (x[:, wm] ** 2).mean())
+    total = float((val[:, brain] ** 2).sum())
+    oracle = np.zeros_like(val)
+    for region in np.unique(atlas[(atlas > 0) & brain]):
+        sel = (atlas == region) & brain
+        oracle[:, sel] = val[:, sel].mean(axis=1, keepdims=True)
+    kernel = np.ones((3, 3, 3))
+    kernel[1, 1, 1] = 0
+    counts = np.maximum(ndimage.convolve(brain.astype(float), kernel, mode="constant"), 1)
+    neighbours = np.stack([ndimage.convolve(x * brain, kernel, mode="constant") / counts for x in val])
+    best = min(float(((val - a * neighbours)[:, brain] ** 2).sum()) / total for a in (0.25, 0.5, 0.75, 1.0))
     a, b = val[:, 1:][:, brain[1:] & brain[:-1]], val[:, :-1][:, brain[1:] & brain[:-1]]
     return {
         "metric": metric,
-        "input variance (baseline MSE)": var_all,
-        "WM share explained by region means": explained_wm,
+        "input variance (baseline MSE)": total / val[:, brain].size,
+        "region-mean oracle / baseline": float(((val - oracle)[:, brain] ** 2).sum()) / total,
+        "neighbour-mean predictor / baseline": best,
         "neighbour correlation": float(np.corrcoef(a.ravel(), b.ravel())[0, 1]),
     }
 

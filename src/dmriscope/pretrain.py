@@ -33,7 +33,7 @@ from dmriscope.engine_state import autocast, pick_device, warmup_cosine
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models.mae import MaskedAutoencoder
 from dmriscope.models.vit import ViTEncoder, build_slab_encoder, load_encoder_state
-from dmriscope.pretrain_eval import Pair, masked_loss_vs_mean, population_mean, slab_pairs, volume_pairs
+from dmriscope.pretrain_eval import Pair, masked_loss_vs_mean, mean_target, pairs, population_mean
 from dmriscope.pretrain_figures import plot_loss, plot_reconstruction
 from dmriscope.tensors import Normaliser, VolumeDataset, read_index
 
@@ -240,13 +240,13 @@ def held_out(table: Any, sets: tuple[str, ...]) -> Any:
 
 def _datasets(
     tensors: str, index: str, table: Any, normaliser: Normaliser, mask: np.ndarray, pretrain: Mapping[str, Any]
-) -> tuple[VolumeDataset, VolumeDataset | None, torch.Tensor]:
-    """The pretraining volumes, the held-out validation volumes (or None) and the population mean of the former."""
+) -> tuple[VolumeDataset, VolumeDataset | None]:
+    """The pretraining volumes and the held-out validation volumes (or None)."""
     sets = pretraining_sets(pretrain)
     volumes = VolumeDataset(tensors, subset(table, sets, index), normaliser, mask)
     val = held_out(table, sets)
     val_set = VolumeDataset(tensors, val, normaliser, mask) if len(val) else None
-    return volumes, val_set, population_mean(volumes)
+    return volumes, val_set
 
 
 def pretrain_mae2d(
@@ -263,9 +263,10 @@ def pretrain_mae2d(
 ) -> None:
     """Rule pretrain_mae2d: a 2D MAE on the sagittal slabs (s = vit patch depth) of the ``pretrain.sets`` subjects."""
     table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
-    volumes, val_set, mean = _datasets(tensors, index, table, normaliser, mask, pretrain)
+    volumes, val_set = _datasets(tensors, index, table, normaliser, mask, pretrain)
     slabs = SlabDataset(tensors, volumes.index, normaliser, mask, patch[0])
-    val_pairs = slab_pairs(val_set, mean, patch[0]) if val_set is not None else []
+    target = mean_target(volumes, patch[1:], bool(pretrain.get("norm_pix_loss")), slab=patch[0])
+    val_pairs = pairs(val_set, target, slab=patch[0]) if val_set is not None else []
     log.info("2D MAE: %d subjects x %d slabs of %dx%dx%d", len(slabs.rows), slabs.n_slabs, patch[0], *grid[1:])
     torch.manual_seed(int(pretrain["seed"]))
     mae = build_mae(build_slab_encoder(grid, patch, **encoder_hparams(vit)), pretrain)
@@ -293,8 +294,9 @@ def pretrain_mae3d(
 ) -> None:
     """Rule pretrain_mae3d: a 3D MAE on the ``pretrain.sets`` volumes, encoder initialised from the 2D MAE ``init``."""
     table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
-    volumes, val_set, mean = _datasets(tensors, index, table, normaliser, mask, pretrain)
-    val_pairs = volume_pairs(val_set, mean) if val_set is not None else []
+    volumes, val_set = _datasets(tensors, index, table, normaliser, mask, pretrain)
+    target = mean_target(volumes, patch, bool(pretrain.get("norm_pix_loss")))
+    val_pairs = pairs(val_set, target) if val_set is not None else []
     torch.manual_seed(int(pretrain["seed"]))
     mae = build_mae(ViTEncoder(1, grid, patch, **encoder_hparams(vit)), pretrain)
     init_from_2d(mae.encoder, init)
@@ -306,6 +308,7 @@ def pretrain_mae3d(
     save_checkpoint(checkpoint, "mae3d", mae, vit, pretrain, grid, rows)
     plot_loss(rows, loss_png, "3D MAE (volumes)")
     shown = val_set if val_set is not None else volumes
+    mean = population_mean(volumes)
     row = shown.index.iloc[0]
     plot_reconstruction(
         mae,

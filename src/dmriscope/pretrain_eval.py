@@ -1,9 +1,10 @@
 """How well a masked autoencoder predicts what it cannot see, against the population-mean predictor.
 
-The baseline a MAE must beat is not 0 but the training population's mean image in the MAE's own input units
-(`population_mean`): with voxel-wise normalisation that mean is ~0 everywhere, so "predict 0" is the baseline; with
-global normalisation it is the mean anatomy, which already predicts most of a masked patch. A MAE whose masked-patch
-loss equals the baseline's has learnt nothing about the subject in front of it; the ratio MAE / baseline (< 1 is
+The baseline a MAE must beat is not 0 but the training population's mean in the MAE's own target space
+(`mean_target`: the mean of the training patches; with norm_pix_loss, the mean of the per-patch normalised ones).
+With voxel-wise normalisation that mean is ~0 everywhere, so "predict 0" is the baseline; with global
+normalisation it is the mean anatomy, which already predicts most of a masked patch. A MAE whose masked-patch loss
+equals the baseline's has learnt nothing about the subject in front of it; the ratio MAE / baseline (< 1 is
 better) is written to the pretraining history for validation subjects, every epoch, with the same seeded masks.
 """
 
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dmriscope.models.mae import MaskedAutoencoder, masked_mse
+from dmriscope.models.mae import MaskedAutoencoder, masked_mse, patchify
 
-Pair = tuple[torch.Tensor, torch.Tensor]  # (input x (C, *img), population mean of the same shape)
+Pair = tuple[torch.Tensor, torch.Tensor]  # (input x (C, *img), the population mean's patches (N, P) in target space)
 
 
 def population_mean(dataset: Dataset) -> torch.Tensor:
@@ -31,20 +32,34 @@ def population_mean(dataset: Dataset) -> torch.Tensor:
     return torch.from_numpy((total / len(dataset)).astype(np.float32))
 
 
-def volume_pairs(dataset: Dataset, mean: torch.Tensor) -> list[Pair]:
-    """(volume, mean volume) pairs, for the 3D MAE."""
-    return [(dataset[i][0], mean) for i in range(len(dataset))]
+def _items(volume: torch.Tensor, slab: int | None) -> torch.Tensor:
+    """A volume (1, S, H, W) as the MAE's samples: (1, 1, S, H, W) in 3D, (S / slab, slab, H, W) slabs in 2D."""
+    return volume[None] if slab is None else volume[0].reshape(-1, slab, *volume.shape[2:])
 
 
-def slab_pairs(dataset: Dataset, mean: torch.Tensor, slab: int) -> list[Pair]:
-    """(slab, mean slab) pairs of every ``slab``-slice sagittal slab of every volume, for the 2D MAE (s channels)."""
-    pairs = []
+def mean_target(dataset: Dataset, patch: Sequence[int], norm_pix: bool, slab: int | None = None) -> torch.Tensor:
+    """The population-mean predictor in the MAE loss's own target space: the mean over ``dataset``'s volumes of
+    their patch values (each patch normalised first with ``norm_pix``, as the loss normalises its targets), per
+    sample position: (1, N, P) in 3D, (S / slab, N, P) for the slabs of the 2D stage."""
+    total: torch.Tensor | None = None
     for i in range(len(dataset)):
-        volume = dataset[i][0][0]
-        for k in range(volume.shape[0] // slab):
-            part = slice(k * slab, (k + 1) * slab)
-            pairs.append((volume[part], mean[0, part]))
-    return pairs
+        patches = patchify(_items(dataset[i][0], slab), patch).double()
+        if norm_pix:
+            patches = normalise_patches(patches)
+        total = patches if total is None else total + patches
+    if total is None:
+        raise ValueError("mean_target: empty dataset")
+    return (total / len(dataset)).float()
+
+
+def pairs(dataset: Dataset, target: torch.Tensor, slab: int | None = None) -> list[Pair]:
+    """(sample, population-mean patches) for every sample of every volume of ``dataset`` (3D: one per volume;
+    2D: one per slab, matched to the mean of the same slab position)."""
+    out = []
+    for i in range(len(dataset)):
+        for k, item in enumerate(_items(dataset[i][0], slab)):
+            out.append((item, target[k]))
+    return out
 
 
 def normalise_patches(patches: torch.Tensor) -> torch.Tensor:
@@ -59,9 +74,8 @@ def masked_loss_vs_mean(
 ) -> tuple[float, float]:
     """Mean masked-patch MSE of ``mae`` and of the population-mean predictor over ``pairs``, under the same masks.
 
-    Masks are drawn from a generator seeded with ``seed`` (torch's global RNG is left as it was), so every call with
-    the same seed scores the same masked patches. With norm_pix_loss the mean patch is normalised like the targets.
-    Returns (mae_loss, baseline_loss), each averaged over samples.
+    Masks are drawn after seeding torch's RNG with ``seed`` (its state is restored afterwards), so every call with
+    the same seed scores the same masked patches. Returns (mae_loss, baseline_loss), each averaged over samples.
     """
     was_training = mae.training
     mae.eval()
@@ -70,11 +84,8 @@ def masked_loss_vs_mean(
         torch.manual_seed(seed)
         for batch in _batches(pairs, batch_size):
             x = torch.stack([p[0] for p in batch]).to(device)
-            mean = torch.stack([p[1] for p in batch]).to(device)
+            guess = torch.stack([p[1] for p in batch]).to(device)
             loss, _, mask = mae(x)
-            guess = mae.patchify(mean).float()
-            if mae.norm_pix_loss:
-                guess = normalise_patches(guess)
             baseline = masked_mse(mae.patchify(x), guess, mask, mae.norm_pix_loss)
             sums += np.array([float(loss), float(baseline)]) * len(batch)
     mae.train(was_training)
