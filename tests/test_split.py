@@ -67,6 +67,18 @@ def test_set_without_both_sexes_is_reported(tmp_path):
     assert not (tmp_path / "s.tsv").exists()
 
 
+def test_one_class_cohort_is_named_as_such(tmp_path):
+    """An all-female cohort is not a split-size problem: the message names the file and the one class."""
+    people = cohort(40)
+    people["sex"] = "F"
+    path = tmp_path / "participants.tsv"
+    write_participants(people, path)
+    with pytest.raises(InputError, match="one class only") as info:
+        split_cohort_files(str(path), str(tmp_path / "s.tsv"), str(tmp_path / "s.sha256"), (30, 5, 5), 0)
+    assert str(path) in str(info.value) and "n_val" not in str(info.value)
+    assert not (tmp_path / "s.tsv").exists()
+
+
 def test_files_and_digest(tmp_path):
     path = tmp_path / "participants.tsv"
     write_participants(cohort(60), path)

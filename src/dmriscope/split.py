@@ -85,6 +85,12 @@ def check_split(split: pd.DataFrame) -> None:
 def split_cohort_files(participants: str, split_path: str, digest_path: str, counts: Sequence[int], seed: int) -> None:
     """Read and validate participants.tsv, split, check, write split.tsv and its SHA-256."""
     table = validated(read_participants(participants), participants)
+    present = sorted(set(table["sex"]))
+    if len(present) < 2:
+        raise InputError(
+            f"{participants}: the cohort has one class only ({len(table)} subjects, all sex {present[0]!r}); "
+            "a classifier needs subjects of both sexes"
+        )
     split = stratified_split(table, counts, seed)
     try:
         check_split(split)
