@@ -134,6 +134,33 @@ def test_resume_after_interruption_matches_uninterrupted(signal, tmp_path):
     assert resumed.best_epoch == full.best_epoch
 
 
+@pytest.mark.parametrize("damage", ["truncate last.pt", "stale truncated best_state.pt", "last.pt of an old version"])
+def test_damaged_resume_state_recovers(signal, tmp_path, damage):
+    """A job killed while writing, then re-run: never a raw torch error, and the result is the uninterrupted one
+    (from the last good state, or from scratch when the state cannot be read)."""
+    full, _ = run(signal, tmp_path / "full")
+
+    def crash_after_two(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        run(signal, tmp_path / "cut", on_epoch_end=crash_after_two)
+    last = tmp_path / "cut" / "last.pt"
+    if damage == "truncate last.pt":
+        last.write_bytes(last.read_bytes()[:1000])
+    elif damage == "stale truncated best_state.pt":
+        (tmp_path / "cut" / "best_state.pt").write_bytes(b"PK\x03\x04 truncated")
+    else:
+        state = torch.load(last, weights_only=False)
+        del state["best_state"]
+        torch.save(state, last)
+    resumed, _ = run(signal, tmp_path / "cut")
+    assert strip(resumed.history) == strip(full.history)
+    for key in full.best_state:
+        torch.testing.assert_close(resumed.best_state[key], full.best_state[key], rtol=0, atol=0)
+
+
 def test_checkpoint_of_another_run_is_ignored(signal, tmp_path):
     run(signal, tmp_path / "x")
     train, val, _ = datasets(signal)

@@ -138,6 +138,11 @@ def _is_better(auc: float, loss: float, best: dict) -> bool:
     return auc > best["auc"] or (auc == best["auc"] and loss < best["loss"])
 
 
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's state dict."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def selection_start(settings: TrainSettings) -> int:
     """The first epoch (0-based) that model selection and early stopping consider: the one after the warm-up.
 
@@ -181,7 +186,7 @@ def fit(
     )
     history: list[dict] = []
     best = {"epoch": -1, "auc": -np.inf, "loss": np.inf}
-    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    best_state = snapshot(model)
     bad_epochs, start = 0, 0
     resume = load_resume_state(checkpoint_dir, run_id)
     if resume is not None:
@@ -189,7 +194,7 @@ def fit(
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         history, best, bad_epochs = resume["history"], resume["best"], resume["bad_epochs"]
-        best_state = torch.load(checkpoint_dir / "best_state.pt", map_location="cpu", weights_only=True)
+        best_state = resume["best_state"]
         start = len(history)
         log.info("resuming from %s after epoch %d", checkpoint_dir / "last.pt", start)
     stopped = bad_epochs >= settings.patience
@@ -221,29 +226,18 @@ def fit(
             "seconds": round(time.perf_counter() - t0, 3),
         }
         history.append(record)
-        if epoch < first_candidate:
-            pass  # warm-up: not selectable, and patience does not run yet
-        elif _is_better(val_auc, val_loss, best):
-            best, bad_epochs = {"epoch": epoch + 1, "auc": val_auc, "loss": val_loss}, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            save_atomic(best_state, checkpoint_dir / "best_state.pt")
-        else:
-            bad_epochs += 1
+        if epoch >= first_candidate:  # warm-up epochs are not selectable, and patience does not run in them
+            if _is_better(val_auc, val_loss, best):
+                best, bad_epochs = {"epoch": epoch + 1, "auc": val_auc, "loss": val_loss}, 0
+                best_state = snapshot(model)
+            else:
+                bad_epochs += 1
         if best["epoch"] < 0:  # no defined validation AUC yet (a one-class validation set): keep the latest
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            save_atomic(best_state, checkpoint_dir / "best_state.pt")
-        save_atomic(
-            {
-                "fingerprint": run_id,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "best": best,
-                "bad_epochs": bad_epochs,
-            },
-            checkpoint_dir / "last.pt",
-        )
+            best_state = snapshot(model)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        resume_state = {"history": history, "best": best, "bad_epochs": bad_epochs, "best_state": best_state}
+        # one file, written atomically, holds everything a resume needs: no crash leaves a half-updated pair
+        save_atomic({"fingerprint": run_id, **state, **resume_state}, checkpoint_dir / "last.pt")
         log.info("epoch %s", json.dumps(record))
         if on_epoch_end is not None:
             on_epoch_end(record)

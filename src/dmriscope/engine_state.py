@@ -1,10 +1,11 @@
 """What the training engine keeps around it: settings, seeding, device, schedule, loss, checkpoints, model building.
 
 Checkpoints come in two kinds. The resume state (``last.pt``: weights, optimiser, scheduler, history, early-stopping
-state, a fingerprint of the run) and the best weights so far (``best_state.pt``) live in a checkpoint folder that is
-NOT a declared Snakemake output (Snakemake deletes declared outputs before re-running an incomplete job); both are
-written atomically. The final ``best.pt`` (state dict + model name + hyper-parameters + grid + normalisation) is
-written once, at the end, by `dmriscope.engine.train_model_files`.
+state, the best weights so far, a fingerprint of the run) is one file, written atomically after every epoch, in a
+checkpoint folder that is NOT a declared Snakemake output (Snakemake deletes declared outputs before re-running an
+incomplete job); a damaged or foreign one is reported in the log and the run starts over. The final ``best.pt``
+(state dict + model name + hyper-parameters + grid + normalisation) is written once, at the end, by
+`dmriscope.engine.train_model_files`.
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ def load_resume_state(checkpoint_dir: str | Path, run_id: str) -> dict | None:
     except Exception as exc:  # a checkpoint from an older torch or a damaged file: start over, loudly
         log.warning("%s: cannot read (%s); starting from scratch", path, exc)
         return None
+    if not isinstance(state, dict) or "best_state" not in state:
+        log.warning("%s: not a resume state of this version; starting from scratch", path)
+        return None
     if state.get("fingerprint") != run_id:
         log.warning("%s belongs to a different run (settings, data or split changed); starting from scratch", path)
         return None
@@ -195,7 +199,7 @@ def load_resume_state(checkpoint_dir: str | Path, run_id: str) -> dict | None:
 
 def clear_checkpoints(checkpoint_dir: str | Path) -> None:
     """Remove the resume files after a run completed (a forced re-run then starts from scratch)."""
-    for name in ("last.pt", "best_state.pt"):
+    for name in ("last.pt", "best_state.pt"):  # best_state.pt: the separate file of earlier versions
         (Path(checkpoint_dir) / name).unlink(missing_ok=True)
 
 
