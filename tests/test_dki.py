@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -227,18 +228,42 @@ def test_fit_files_writes_maps_equal_to_the_fit(tmp_path, scheme, noisy, monkeyp
     maps, settings_path = _outputs(tmp_path)
     mask = nib.load(paths["mask.nii.gz"]).get_fdata() > 0
     expected = dki.fit_signals(noisy[: mask.sum()].astype(np.float32), dki.make_design(bvals, bvecs))
+    dead = ~noisy[: mask.sum()].any(axis=1)  # the fixture's all-zero voxel: written as 0, not fitted as tissue
+    assert dead.sum() == 1
     for metric in METRICS:
         img = nib.load(maps[metric])
         assert img.get_data_dtype() == np.float32
         np.testing.assert_array_equal(img.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
         values = np.asanyarray(img.dataobj)
         assert np.all(values[~mask] == 0)
-        np.testing.assert_allclose(values[mask], expected[metric].astype(np.float32), rtol=1e-6)
+        np.testing.assert_allclose(values[mask], np.where(dead, 0, expected[metric]).astype(np.float32), rtol=1e-6)
     written = json.loads(settings_path.read_text())
     assert written == settings
     assert written["fit_method"] == "WLS" and written["n_volumes"] == 288 and written["voxels_fitted"] == mask.sum()
+    assert written["voxels_zero_signal"] == 1 and written["mask_affine_matches_dwi"] is True
     assert written["volumes_per_shell"] == {"0": 18, "1000": 90, "2000": 90, "3000": 90}
     assert written["min_kurtosis"] == 0.0 and written["max_kurtosis"] == 3.0 and written["dipy_version"]
+
+
+def test_dead_voxels_and_a_misaligned_mask_are_warned_and_counted(tmp_path, scheme, noisy, caplog):
+    """Brain-mask voxels with signal 0 in every volume are written as 0 (not as tissue with MD ~1e-13) and counted;
+    a mask whose affine is not the DWI's is used voxel for voxel, with a warning and a flag in fit.json."""
+    bvals, bvecs, _ = scheme
+    signals = noisy.copy()
+    signals[:3] = 0.0  # the first 3 mask voxels (C order) are dead, and the fixture's voxel 5
+    paths = _write_subject(tmp_path, signals, bvals, bvecs)
+    mask_img = nib.load(paths["mask.nii.gz"])
+    nib.save(nib.Nifti1Image(np.asanyarray(mask_img.dataobj), np.diag([2.0, 2.0, 2.5, 1.0])), paths["mask.nii.gz"])
+    with caplog.at_level("WARNING"):
+        settings = _run(paths, tmp_path)
+    assert settings["voxels_zero_signal"] == 4 and settings["mask_affine_matches_dwi"] is False
+    assert "4 brain-mask voxels have signal 0" in caplog.text and "affine differs" in caplog.text
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    for metric in METRICS:
+        values = np.asanyarray(nib.load(_outputs(tmp_path)[0][metric]).dataobj)[mask]
+        dead = np.isin(np.arange(mask.sum()), [0, 1, 2, 5])
+        assert np.all(values[dead] == 0), metric
+        assert metric == "MK" or np.all(values[~dead] != 0), metric  # MK may be clipped to 0 in live voxels
 
 
 def test_fit_files_drops_volumes_off_the_shells(tmp_path, scheme, noisy):
@@ -291,6 +316,20 @@ def _non_unit_bvec(paths, bvals, bvecs):
     return "dwi.bvec"
 
 
+def _bval_in_ms_per_um2(paths, bvals, bvecs, factor=1e-3):
+    np.savetxt(paths["dwi.bval"], bvals[None] * factor, fmt="%g")
+    return "dwi.bval"
+
+
+def _bval_in_s_per_m2(paths, bvals, bvecs):
+    return _bval_in_ms_per_um2(paths, bvals, bvecs, factor=1e6)
+
+
+def _missing_shell(paths, bvals, bvecs):
+    np.savetxt(paths["dwi.bval"], np.where(bvals > 2500, 2500.0, bvals)[None], fmt="%g")
+    return "dwi.bval"
+
+
 def _empty_mask(paths, bvals, bvecs):
     nib.save(nib.Nifti1Image(np.zeros(GRID, np.uint8), np.eye(4)), paths["mask.nii.gz"])
     return "mask.nii.gz"
@@ -313,6 +352,9 @@ BREAKERS = [
     _short_bval,
     _short_bvec,
     _non_unit_bvec,
+    _bval_in_ms_per_um2,
+    _bval_in_s_per_m2,
+    _missing_shell,
     _empty_mask,
     _wrong_mask_shape,
     _missing_dwi,
@@ -329,6 +371,17 @@ def test_bad_input_is_one_line_error_naming_the_file(tmp_path, scheme, noisy, br
     message = str(info.value)
     assert str(paths[name]) in message and "\n" not in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("breaker", "says"), [(_bval_in_ms_per_um2, "ms/um^2"), (_bval_in_s_per_m2, "s/m^2"),
+                                               (_missing_shell, "no volume within 50 of shell(s) [3000]")])  # fmt: skip
+def test_wrong_units_and_missing_shells_say_what_was_found(tmp_path, scheme, noisy, breaker, says):
+    bvals, bvecs, _ = scheme
+    paths = _write_subject(tmp_path, noisy, bvals, bvecs)
+    breaker(paths, bvals, bvecs)
+    with pytest.raises(InputError, match=re.escape(says)) as info:
+        _run(paths, tmp_path)
+    assert "expected s/mm^2 near dki.bvals [0, 1000, 2000, 3000]" in str(info.value)
 
 
 def test_too_few_shells_is_an_error_naming_the_bval_file(tmp_path, scheme, noisy):

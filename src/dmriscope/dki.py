@@ -44,6 +44,7 @@ from dipy.reconst.dti import (
 from dmriscope.config import METRICS
 from dmriscope.io import InputError, atomic_path, load_mask, progress, save_nifti
 from dmriscope.kurtosis import mean_kurtosis_batched
+from dmriscope.shells import check_shells
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +284,15 @@ def fit_dki_files(
     started = time.perf_counter()
     img = open_dwi(dwi)
     bvals, bvecs = read_gradients(bval, bvec, img.shape[3])
-    brain, _ = load_mask(mask)
+    brain, mask_affine = load_mask(mask)
     if brain.shape != img.shape[:3]:
         raise InputError(f"{mask}: mask shape {brain.shape} does not match the DWI grid {img.shape[:3]} of {dwi}")
-    keep = select_volumes(bvals, dki_cfg["bvals"])
+    affine_matches = bool(np.allclose(mask_affine, img.affine, atol=1e-3))
+    if not affine_matches:
+        log.warning("%s: affine differs from that of %s; the mask is applied voxel for voxel", mask, dwi)
+    keep = check_shells(bvals, dki_cfg["bvals"], SHELL_TOLERANCE, bval)
+    if not keep.all():
+        log.warning("%s: %d of %d volumes lie off dki.bvals and are not fitted", bval, (~keep).sum(), len(keep))
     try:
         design = make_design(bvals[keep], bvecs[keep])
     except ValueError as exc:
@@ -301,6 +307,9 @@ def fit_dki_files(
         n_voxels * keep.sum() * 4 / 2**20,
     )
     signals = read_masked_signals(img, dwi, brain, keep)
+    dead = ~signals.any(axis=1)  # signal 0 in every volume: no tissue to fit, written as 0 like outside the mask
+    if dead.any():
+        log.warning("%s: %d brain-mask voxels have signal 0 in every volume; written as 0", dwi, dead.sum())
     fit_started = time.perf_counter()
     metrics = fit_signals(
         signals,
@@ -317,6 +326,7 @@ def fit_dki_files(
         bad = ~np.isfinite(values)
         if bad.any():
             log.warning("%s: %d non-finite %s values set to 0", dwi, bad.sum(), metric)
+        bad |= dead
         volume = np.zeros(img.shape[:3], dtype=np.float32)
         volume[brain] = np.where(bad, 0.0, values)
         save_nifti(volume, img.affine, path)
@@ -335,6 +345,8 @@ def fit_dki_files(
         "min_diffusivity": design.min_diffusivity,
         "chunk_voxels": int(dki_cfg["chunk_voxels"]),
         "voxels_fitted": n_voxels,
+        "voxels_zero_signal": int(dead.sum()),
+        "mask_affine_matches_dwi": affine_matches,
         "fit_seconds": round(fit_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
         "dipy_version": dipy.__version__,
