@@ -258,6 +258,25 @@ def test_bad_inputs_name_the_file(tmp_path):
     assert not (tmp_path / "out/MD.npy").exists()
 
 
+def test_full_disk_stops_before_writing_and_stale_temporaries_go(tmp_path, monkeypatch):
+    """A store that does not fit stops with the sizes and the folder, not with SIGBUS; a temporary that a killed
+    job left behind is removed by the next run."""
+    import shutil
+
+    from dmriscope import tensors
+
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    stale = tmp_path / "out" / ".MD.abc123.part.npy"
+    stale.write_bytes(b"x" * 1000)
+    real = shutil.disk_usage
+    monkeypatch.setattr(tensors.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(InputError, match=r"MD.npy: needs .* GiB, only 0.00 GiB free"):
+        run_stack(tmp_path, cohort)
+    assert not stale.exists() and not list((tmp_path / "out").glob(".MD*part*"))
+    assert not (tmp_path / "out/MD.npy").exists()
+
+
 def test_normaliser_zero_outside_mask():
     norm = Normaliser(mean=2.0, std=4.0)
     mask = np.array([[True, False]])

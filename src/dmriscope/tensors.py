@@ -22,6 +22,7 @@ brain mask (template FA > threshold, on the grid) and gives exactly 0 outside; t
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -107,6 +108,25 @@ def read_index(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def remove_stale_parts(path: str | Path) -> None:
+    """Delete temporaries of ``path`` left by a job that died without cleaning up (SIGBUS, SIGKILL): they can be
+    as large as the store itself. Snakemake never runs two jobs for one output at once."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    for stale in path.parent.glob(f".{path.name.split('.')[0]}.*.part{''.join(path.suffixes)}"):
+        log.warning("removing %s, a temporary left by an earlier job", stale)
+        stale.unlink(missing_ok=True)
+
+
+def check_free_space(folder: Path, needed: int, out: str | Path) -> None:
+    """``InputError`` unless ``folder``'s file system has ``needed`` bytes free (plus 1%): a memory-mapped store
+    written on a full disk dies with SIGBUS and an empty log."""
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.01:
+        raise InputError(f"{out}: needs {needed / 2**30:.2f} GiB, only {free / 2**30:.2f} GiB free in {folder}")
+
+
 def stack_metric(
     maps: Mapping[str, str | Path],
     index: pd.DataFrame,
@@ -121,7 +141,9 @@ def stack_metric(
     """
     grid = brain_mask.shape
     pooled, per_voxel = RunningMoments(), RunningMoments(axis=0)
+    remove_stale_parts(out_npy)
     with atomic_path(out_npy) as tmp:
+        check_free_space(tmp.parent, len(index) * int(np.prod(grid)) * 4, out_npy)
         store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(index), *grid))
         for row in progress(index.itertuples(index=False), desc="stack", total=len(index)):
             if row.subject not in maps:
