@@ -4,12 +4,12 @@ import sys
 
 from dmriscope.config import (
     METRICS,
+    WORKFLOW_MODELS,
     ConfigError,
     load_config,
     split_counts,
     subject_ids,
 )
-from dmriscope.engine_state import WORKFLOW_MODELS
 
 try:
     load_config(config)

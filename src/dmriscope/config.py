@@ -13,6 +13,17 @@ import pandas as pd
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 PAPER_SPLIT = (831, 100, 100)  # train / val / test of 1031 subjects
 METRICS = ("FA", "MD", "MK")
+# workflow model name -> registry name; the vit_* variants differ only in initialisation and which parts train.
+# Here, not beside the engine, so that building the DAG (rules/common.smk) never imports torch.
+REGISTRY_NAMES = {
+    "cnn2d": "cnn2d",
+    "cnn3d": "cnn3d",
+    "vit_scratch": "vit",
+    "vit_linprobe": "vit",
+    "vit_finetune": "vit",
+}
+PRETRAINED = ("vit_linprobe", "vit_finetune")
+WORKFLOW_MODELS = tuple(REGISTRY_NAMES)
 
 
 class ConfigError(ValueError):

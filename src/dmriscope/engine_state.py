@@ -26,21 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from dmriscope.config import PRETRAINED, REGISTRY_NAMES, WORKFLOW_MODELS
 from dmriscope.io import InputError, atomic_path
 from dmriscope.normalise import Normaliser
 
 log = logging.getLogger(__name__)
-
-# workflow model name -> registry name; the vit_* variants differ only in initialisation and which parts train
-REGISTRY_NAMES = {
-    "cnn2d": "cnn2d",
-    "cnn3d": "cnn3d",
-    "vit_scratch": "vit",
-    "vit_linprobe": "vit",
-    "vit_finetune": "vit",
-}
-PRETRAINED = ("vit_linprobe", "vit_finetune")
-WORKFLOW_MODELS = tuple(REGISTRY_NAMES)
 
 
 def model_arch(model_name: str, models_cfg: Mapping[str, Any]) -> dict[str, Any]:
