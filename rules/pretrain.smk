@@ -42,12 +42,17 @@ rule pretrain_mae3d:
     output:
         checkpoint="results/pretrain/{metric}/mae3d.pt",
         history="results/pretrain/{metric}/mae3d_history.jsonl",
-        loss_png="results/pretrain/{metric}/mae3d_loss.png",
+        loss_png=report(
+            "results/pretrain/{metric}/mae3d_loss.png",
+            caption="../report/pretrain_loss.rst",
+            category="Pretraining",
+            labels={"metric": "{metric}", "figure": "loss"},
+        ),
         figure=report(
             "results/figures/pretrain/{metric}_reconstruction.png",
             caption="../report/pretrain_reconstruction.rst",
             category="Pretraining",
-            labels={"metric": "{metric}"},
+            labels={"metric": "{metric}", "figure": "reconstruction"},
         ),
     log:
         "logs/pretrain_mae3d/{metric}.log",
