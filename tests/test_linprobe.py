@@ -90,6 +90,8 @@ def test_installed_head_reproduces_the_logistic_regression():
     np.testing.assert_allclose(p, clf.predict_proba(scaler.transform(feats))[:, 1], atol=1e-5)
     with pytest.raises(InputError, match="per class"):
         fit_logistic(feats[:8], np.array([0] * 7 + [1]), seed=0)
+    small = fit_logistic(feats[:8], np.array([0, 1] * 4), seed=0)[1]  # 4 subjects per class: 4-fold CV
+    assert np.asarray(small.scores_).shape[0] == 4
 
 
 def test_linear_probe_stays_at_chance_without_a_pattern(tmp_path):

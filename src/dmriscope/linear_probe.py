@@ -62,16 +62,18 @@ def extract_features(
 def fit_logistic(
     features: np.ndarray, labels: np.ndarray, seed: int, groups: np.ndarray | None = None
 ) -> tuple[StandardScaler, LogisticRegressionCV]:
-    """Standardise, then an L2 logistic regression with C chosen by stratified k-fold CV AUC (balanced classes).
+    """Standardise, then an L2 logistic regression with C chosen by stratified k-fold CV AUC (balanced classes;
+    k = 5, or the smaller class's number of subjects when that is less).
 
     ``groups`` (e.g. the subject of each row, when a subject has an augmented copy) keeps a group in one fold, so
     that no subject is scored by a fold that saw its copy.
     """
-    counts = np.bincount(labels, minlength=2)
-    if counts.min() < FOLDS:
-        raise InputError(f"linear probe: needs at least {FOLDS} training subjects per class, has {counts.tolist()}")
     groups = np.arange(len(labels)) if groups is None else groups
-    folds = StratifiedGroupKFold(FOLDS, shuffle=True, random_state=seed).split(features, labels, groups)
+    per_class = [len(np.unique(groups[labels == c])) for c in (0, 1)]  # subjects, not rows
+    n_folds = min(FOLDS, *per_class)
+    if n_folds < 2:
+        raise InputError(f"linear probe: needs at least 2 training subjects per class, has {per_class}")
+    folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(features, labels, groups)
     scaler = StandardScaler().fit(features)
     clf = LogisticRegressionCV(
         Cs=C_GRID,
