@@ -115,15 +115,20 @@ def test_deterministic_on_cpu(signal, tmp_path):
     assert strip(c.history) != strip(a.history)
 
 
+def crash_after_two(record: dict) -> None:
+    if record["epoch"] == 2:
+        raise KeyboardInterrupt("simulated kill")
+
+
+def interrupted(signal: dict, folder) -> None:
+    """A run killed after its second epoch's checkpoint."""
+    with pytest.raises(KeyboardInterrupt):
+        run(signal, folder, on_epoch_end=crash_after_two)
+
+
 def test_resume_after_interruption_matches_uninterrupted(signal, tmp_path):
     full, full_model = run(signal, tmp_path / "full")
-
-    def crash_after_two(record: dict) -> None:
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-
-    with pytest.raises(KeyboardInterrupt):
-        run(signal, tmp_path / "cut", on_epoch_end=crash_after_two)
+    interrupted(signal, tmp_path / "cut")
     assert len(torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["history"]) == 2
     seen = []
     resumed, resumed_model = run(signal, tmp_path / "cut", on_epoch_end=lambda r: seen.append(r["epoch"]))
@@ -139,13 +144,7 @@ def test_damaged_resume_state_recovers(signal, tmp_path, damage):
     """A job killed while writing, then re-run: never a raw torch error, and the result is the uninterrupted one
     (from the last good state, or from scratch when the state cannot be read)."""
     full, _ = run(signal, tmp_path / "full")
-
-    def crash_after_two(record: dict) -> None:
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-
-    with pytest.raises(KeyboardInterrupt):
-        run(signal, tmp_path / "cut", on_epoch_end=crash_after_two)
+    interrupted(signal, tmp_path / "cut")
     last = tmp_path / "cut" / "last.pt"
     if damage == "truncate last.pt":
         last.write_bytes(last.read_bytes()[:1000])
