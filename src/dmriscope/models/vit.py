@@ -10,7 +10,8 @@ token):
 - ``depth`` pre-norm transformer blocks ``x + attn(LN(x)); x + mlp(LN(x))`` built from MONAI's ``SABlock`` (qkv
   with bias, ``scaled_dot_product_attention``) and ``MLPBlock`` (GELU). MONAI's ``TransformerBlock`` is not used:
   it always creates an unused ``norm_cross_attn`` LayerNorm (+2*D parameters per block), which breaks the count;
-- a final LayerNorm; the classifier head is a linear layer D -> 2 on the class token.
+- a final LayerNorm; the classifier head is a linear layer D -> 2 on the class token (or, with ``pool='mean'``, on
+  the mean patch token).
 
 At the paper's size (D=384, depth 12, 6 heads, MLP 1,536): backbone 24,143,232, head 770, total 24,144,002.
 
