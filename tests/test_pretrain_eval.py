@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dmriscope.models.mae import MaskedAutoencoder, patchify
+from dmriscope.models.mae import MaskedAutoencoder, normalise_patches, patchify
 from dmriscope.models.vit import ViTEncoder
-from dmriscope.pretrain_eval import masked_loss_vs_mean, mean_target, normalise_patches, pairs, population_mean
+from dmriscope.pretrain_eval import masked_loss_vs_mean, mean_target, pairs, population_mean
 from dmriscope.render.pretraining import pretraining_rows
 
 GRID, PATCH = (6, 8, 8), (3, 4, 4)

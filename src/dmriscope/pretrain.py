@@ -159,7 +159,6 @@ def train_mae(
         rows.append(
             {"epoch": 0, "loss": None, "lr": 0.0, "seconds": 0.0, **validation_row(mae, val_pairs, seed, device)}
         )
-        mae.train()
         log.info("%s before training: %s", desc, json.dumps(rows[0]))
     with atomic_path(history_path) as tmp, open(tmp, "w") as history:
         for row in rows:
@@ -181,8 +180,7 @@ def train_mae(
                 n_seen += len(x)
             row = {"epoch": epoch, "loss": loss_sum / n_seen, "lr": lr, "seconds": time.perf_counter() - start}
             if val_pairs:
-                row.update(validation_row(mae, val_pairs, seed, device))
-                mae.train()
+                row.update(validation_row(mae, val_pairs, seed, device))  # leaves mae in training mode
             history.write(json.dumps(row) + "\n")
             history.flush()
             rows.append(row)

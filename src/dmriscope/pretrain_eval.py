@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dmriscope.models.mae import MaskedAutoencoder, masked_mse, patchify
+from dmriscope.models.mae import MaskedAutoencoder, masked_mse, normalise_patches, patchify
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (input x (C, *img), the population mean's patches (N, P) in target space)
 
@@ -60,12 +60,6 @@ def pairs(dataset: Dataset, target: torch.Tensor, slab: int | None = None) -> li
         for k, item in enumerate(_items(dataset[i][0], slab)):
             out.append((item, target[k]))
     return out
-
-
-def normalise_patches(patches: torch.Tensor) -> torch.Tensor:
-    """Each patch (last axis) to zero mean and unit variance, as MAE's norm_pix_loss does to its targets."""
-    mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
-    return (patches - mean) / (var + 1.0e-6) ** 0.5
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from dmriscope.io import atomic_path
-from dmriscope.models.mae import MaskedAutoencoder
+from dmriscope.models.mae import MaskedAutoencoder, masked_mse
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def reconstruct(
         mu, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
         pred = pred * (var + 1.0e-6) ** 0.5 + mu
     m = mask[:, :, None]
-    shown = _masked_mse(pred, target, mask)  # in the units shown (for norm_pix: per-patch un-normalised)
-    baseline = _masked_mse(guess, target, mask)
+    shown = float(masked_mse(target, pred, mask))  # in the units shown (for norm_pix: per-patch un-normalised)
+    baseline = float(masked_mse(target, guess, mask))
     recon = mae.unpatchify(pred * m + target * (1 - m))[0, 0].cpu().numpy()
     mean_fill = mae.unpatchify(guess * m + target * (1 - m))[0, 0].cpu().numpy()
     mask_vol = mae.unpatchify(m.expand_as(target))[0, 0].cpu().numpy() > 0.5
@@ -72,10 +72,6 @@ def reconstruct(
         "population mean": mean_fill,
     }
     return volumes, shown, baseline
-
-
-def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    return float((((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum())
 
 
 def plot_reconstruction(

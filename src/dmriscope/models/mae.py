@@ -67,6 +67,12 @@ def random_masking(tokens: torch.Tensor, mask_ratio: float) -> tuple[torch.Tenso
     return visible, torch.gather(mask, 1, ids_restore), ids_restore
 
 
+def normalise_patches(patches: torch.Tensor) -> torch.Tensor:
+    """Each patch (last axis) to zero mean and unit variance (eps 1e-6): MAE's norm_pix_loss targets."""
+    mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
+    return (patches - mean) / (var + 1.0e-6) ** 0.5
+
+
 def masked_mse(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, norm_pix: bool = False) -> torch.Tensor:
     """Mean over masked patches of the per-patch mean squared error.
 
@@ -75,9 +81,7 @@ def masked_mse(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, nor
         norm_pix: normalise each target patch to zero mean, unit variance (eps 1e-6) first.
     """
     if norm_pix:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1.0e-6) ** 0.5
+        target = normalise_patches(target)
     per_patch = ((pred.float() - target.float()) ** 2).mean(dim=-1)
     return (per_patch * mask).sum() / mask.sum()
 
