@@ -6,7 +6,10 @@ from dmriscope.config import (
     METRICS,
     WORKFLOW_MODELS,
     ConfigError,
+    folds,
+    inner_val_count,
     load_config,
+    seeds,
     split_counts,
     subject_ids,
 )
@@ -19,12 +22,17 @@ except ConfigError as exc:
 
 MODELS = list(config["train"]["models"])
 SYNTHETIC = config["cohort"]["source"] == "synthetic"
+KFOLD = config["split"]["scheme"] == "kfold"
+FOLDS = folds(config)  # ["0"] for holdout: the split is the one fold
+SEEDS = seeds(config)  # training seeds of each model x metric x fold
 
 
 wildcard_constraints:
     subject="[A-Za-z0-9]+",
     metric="|".join(METRICS),
     model="|".join(WORKFLOW_MODELS),
+    fold="[0-9]+",
+    seed="[0-9]+",
 
 
 def registered_maps(wildcards=None):
@@ -38,6 +46,22 @@ def registered_maps(wildcards=None):
 
 def model_outputs(pattern):
     return expand(pattern, model=MODELS, metric=METRICS)
+
+
+def replicates(pattern):
+    """``pattern`` (with {model} and {metric} left as wildcards) for every fold x seed of one model x metric."""
+    return expand(pattern, fold=FOLDS, seed=SEEDS, allow_missing=True)
+
+
+def fold_tensors(metric="{metric}"):
+    """The fold's view of a metric's store: the store, the fold's index and training-set normalisation."""
+    return {
+        "tensor": f"results/tensors/{metric}.npy",
+        "index": f"results/tensors/fold{{fold}}/{metric}_index.tsv",
+        "norm": f"results/tensors/fold{{fold}}/{metric}_norm.json",
+        "norm_voxels": f"results/tensors/fold{{fold}}/{metric}_norm.npy",
+        "brain_mask": "results/tensors/brain_mask.npy",
+    }
 
 
 def get_final_output():
@@ -57,7 +81,9 @@ def get_final_output():
     ]
     if any(m in MODELS for m in ("vit_linprobe", "vit_finetune")):
         outputs += expand(
-            "results/figures/pretrain/{metric}_reconstruction.png", metric=METRICS
+            "results/figures/pretrain/fold{fold}/{metric}_reconstruction.png",
+            metric=METRICS,
+            fold=FOLDS,
         )
         outputs += ["results/tables/pretraining.md"]
     if until == "train":

@@ -1,23 +1,25 @@
-# Which regions drive each classifier: occlusion of the 48 atlas regions on the test set, one-sided Wilcoxon tests
-# per region, Table 3, the paired model comparison, Figures 4-6 and (synthetic cohorts) the ground-truth check.
-# Needs MODELS (the trained models) and METRICS from rules/common.smk.
+# Which regions drive each classifier: occlusion of the 48 atlas regions on the test set of every fold x seed run,
+# pooled like the predictions (seeds averaged, folds concatenated: each subject by its own fold's models), one-sided
+# Wilcoxon tests per region, Table 3, the paired model comparison, Figures 4-6 and (synthetic cohorts) the
+# ground-truth check.
+# Needs MODELS, METRICS, FOLDS, SEEDS from rules/common.smk and RUN from rules/train.smk.
 
 
 rule occlude_regions:
     input:
-        checkpoint="results/models/{model}/{metric}/best.pt",
+        checkpoint=f"{RUN}/best.pt",
         tensor="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
+        index="results/tensors/fold{fold}/{metric}_index.tsv",
         brain_mask="results/tensors/brain_mask.npy",
         atlas="results/tensors/atlas.npy",
         wm_mask="results/tensors/wm_mask.npy",
         labels="results/template/atlas_labels.tsv",
     output:
-        delta_p="results/occlusion/{model}/{metric}/delta_p.tsv",
+        delta_p="results/occlusion/{model}/{metric}/fold{fold}/seed{seed}/delta_p.tsv",
     log:
-        "logs/occlude_regions/{model}/{metric}.log",
+        "logs/occlude_regions/{model}/{metric}/fold{fold}_seed{seed}.log",
     benchmark:
-        "benchmarks-out/occlude_regions/{model}/{metric}.tsv"
+        "benchmarks-out/occlude_regions/{model}/{metric}/fold{fold}_seed{seed}.tsv"
     conda:
         "../envs/dmriscope.yaml"
     threads: config["occlusion"]["threads"]
@@ -28,6 +30,23 @@ rule occlude_regions:
         batch_size=config["occlusion"]["batch_size"],
     script:
         "../workflow_scripts/occlude_regions.py"
+
+
+rule pool_occlusion:
+    input:
+        delta_p=replicates(
+            "results/occlusion/{model}/{metric}/fold{fold}/seed{seed}/delta_p.tsv"
+        ),
+    output:
+        delta_p="results/occlusion/{model}/{metric}/delta_p.tsv",
+    log:
+        "logs/pool_occlusion/{model}/{metric}.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        runs=[[fold, seed] for fold in FOLDS for seed in SEEDS],
+    script:
+        "../workflow_scripts/pool_occlusion.py"
 
 
 rule test_regions:

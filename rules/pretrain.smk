@@ -1,23 +1,19 @@
 # Masked-autoencoder pretraining of the ViT encoder, per metric: 2D MAE on sagittal slabs, then 3D MAE on volumes.
-# Subjects of pretrain.sets only (training by default); validation subjects are scored against the population
-# mean every epoch. GPU profiles add `gpu: 1` to both rules (CUDA + bf16 autocast are picked up automatically).
+# Per fold (the holdout split is fold 0), on subjects of pretrain.sets only (training by default); validation
+# subjects are scored against the population mean every epoch. GPU profiles add `gpu: 1` to both rules (CUDA + bf16 autocast are picked up automatically).
 
 
 rule pretrain_mae2d:
     input:
-        tensors="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
-        norm="results/tensors/{metric}_norm.json",
-        norm_voxels="results/tensors/{metric}_norm.npy",
-        brain_mask="results/tensors/brain_mask.npy",
+        **fold_tensors(),
     output:
-        checkpoint="results/pretrain/{metric}/mae2d.pt",
-        history="results/pretrain/{metric}/mae2d_history.jsonl",
-        loss_png="results/pretrain/{metric}/mae2d_loss.png",
+        checkpoint="results/pretrain/{metric}/fold{fold}/mae2d.pt",
+        history="results/pretrain/{metric}/fold{fold}/mae2d_history.jsonl",
+        loss_png="results/pretrain/{metric}/fold{fold}/mae2d_loss.png",
     log:
-        "logs/pretrain_mae2d/{metric}.log",
+        "logs/pretrain_mae2d/fold{fold}/{metric}.log",
     benchmark:
-        "benchmarks-out/pretrain_mae2d/{metric}.tsv"
+        "benchmarks-out/pretrain_mae2d/fold{fold}/{metric}.tsv"
     conda:
         "../envs/dmriscope.yaml"
     threads: config["pretrain"]["threads"]
@@ -33,31 +29,31 @@ rule pretrain_mae2d:
 
 rule pretrain_mae3d:
     input:
-        tensors="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
-        norm="results/tensors/{metric}_norm.json",
-        norm_voxels="results/tensors/{metric}_norm.npy",
-        brain_mask="results/tensors/brain_mask.npy",
-        init="results/pretrain/{metric}/mae2d.pt",
+        **fold_tensors(),
+        init="results/pretrain/{metric}/fold{fold}/mae2d.pt",
     output:
-        checkpoint="results/pretrain/{metric}/mae3d.pt",
-        history="results/pretrain/{metric}/mae3d_history.jsonl",
+        checkpoint="results/pretrain/{metric}/fold{fold}/mae3d.pt",
+        history="results/pretrain/{metric}/fold{fold}/mae3d_history.jsonl",
         loss_png=report(
-            "results/pretrain/{metric}/mae3d_loss.png",
+            "results/pretrain/{metric}/fold{fold}/mae3d_loss.png",
             caption="../report/pretrain_loss.rst",
             category="Pretraining",
-            labels={"metric": "{metric}", "figure": "loss"},
+            labels={"metric": "{metric}", "fold": "{fold}", "figure": "loss"},
         ),
         figure=report(
-            "results/figures/pretrain/{metric}_reconstruction.png",
+            "results/figures/pretrain/fold{fold}/{metric}_reconstruction.png",
             caption="../report/pretrain_reconstruction.rst",
             category="Pretraining",
-            labels={"metric": "{metric}", "figure": "reconstruction"},
+            labels={
+                "metric": "{metric}",
+                "fold": "{fold}",
+                "figure": "reconstruction",
+            },
         ),
     log:
-        "logs/pretrain_mae3d/{metric}.log",
+        "logs/pretrain_mae3d/fold{fold}/{metric}.log",
     benchmark:
-        "benchmarks-out/pretrain_mae3d/{metric}.tsv"
+        "benchmarks-out/pretrain_mae3d/fold{fold}/{metric}.tsv"
     conda:
         "../envs/dmriscope.yaml"
     threads: config["pretrain"]["threads"]

@@ -47,8 +47,16 @@ rule render_table4:
 
 rule render_pretraining_table:
     input:
-        mae2d=expand("results/pretrain/{metric}/mae2d_history.jsonl", metric=METRICS),
-        mae3d=expand("results/pretrain/{metric}/mae3d_history.jsonl", metric=METRICS),
+        mae2d=expand(
+            "results/pretrain/{metric}/fold{fold}/mae2d_history.jsonl",
+            metric=METRICS,
+            fold=FOLDS,
+        ),
+        mae3d=expand(
+            "results/pretrain/{metric}/fold{fold}/mae3d_history.jsonl",
+            metric=METRICS,
+            fold=FOLDS,
+        ),
     output:
         tsv="results/tables/pretraining.tsv",
         md="results/tables/pretraining.md",
@@ -63,5 +71,6 @@ rule render_pretraining_table:
         "../envs/dmriscope.yaml"
     params:
         metrics=METRICS,
+        folds=FOLDS,
     script:
         "../workflow_scripts/render_pretraining_table.py"

@@ -1,4 +1,5 @@
-# A leak-free train/val/test split stratified by sex x age bin, and Table 1.
+# A leak-free split stratified by sex x age bin (holdout train/val/test, or k folds each with its own
+# train/val/test table), and Table 1.
 
 
 rule split_cohort:
@@ -7,12 +8,15 @@ rule split_cohort:
     output:
         split="results/split/split.tsv",
         digest="results/split/split.sha256",
+        folds=expand("results/split/fold{fold}.tsv", fold=FOLDS),
     log:
         "logs/split_cohort/split_cohort.log",
     conda:
         "../envs/dmriscope.yaml"
     params:
-        counts=split_counts(config, len(SUBJECTS)),
+        scheme=config["split"]["scheme"],
+        counts=split_counts(config, len(SUBJECTS)) if not KFOLD else [],
+        n_val=inner_val_count(config, len(SUBJECTS)) if KFOLD else 0,
         seed=config["split"]["seed"],
     script:
         "../workflow_scripts/split_cohort.py"

@@ -1,5 +1,6 @@
 # The tensor store: atlas and masks on the model grid, then every subject's registered FA/MD/MK stacked into one
-# memory-mapped .npy per metric (+ subject index and training-set normalisation statistics, global and per voxel). Needs SUBJECTS from common.smk.
+# memory-mapped .npy per metric (+ subject index); per fold of the split, that fold's index and the normalisation
+# statistics of its training subjects (global and per voxel). Needs SUBJECTS from common.smk.
 
 
 rule grid_atlas:
@@ -35,8 +36,6 @@ rule stack_tensors:
     output:
         tensor="results/tensors/{metric}.npy",
         index="results/tensors/{metric}_index.tsv",
-        norm="results/tensors/{metric}_norm.json",
-        norm_voxels="results/tensors/{metric}_norm.npy",
     log:
         "logs/stack_tensors/{metric}.log",
     benchmark:
@@ -49,7 +48,32 @@ rule stack_tensors:
         runtime=60,
     params:
         subjects=SUBJECTS,
+    script:
+        "../workflow_scripts/stack_tensors.py"
+
+
+rule normalise_fold:
+    input:
+        tensor="results/tensors/{metric}.npy",
+        index="results/tensors/{metric}_index.tsv",
+        fold="results/split/fold{fold}.tsv",
+        brain_mask="results/tensors/brain_mask.npy",
+    output:
+        index="results/tensors/fold{fold}/{metric}_index.tsv",
+        norm="results/tensors/fold{fold}/{metric}_norm.json",
+        norm_voxels="results/tensors/fold{fold}/{metric}_norm.npy",
+    log:
+        "logs/normalise_fold/fold{fold}/{metric}.log",
+    benchmark:
+        "benchmarks-out/normalise_fold/fold{fold}/{metric}.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
         normalisation=config["tensors"]["normalisation"],
         clip=config["tensors"]["clip"],
     script:
-        "../workflow_scripts/stack_tensors.py"
+        "../workflow_scripts/normalise_fold.py"

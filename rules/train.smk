@@ -1,30 +1,30 @@
-# Training and test-set evaluation of every model on every metric. The resume state lives in
-# results/checkpoints/{model}/{metric}/ (not a declared output: Snakemake deletes those before re-running an
-# incomplete job). GPU profiles add `gpu: 1` to train_model (CUDA + bf16 autocast are picked up automatically).
+# Training and test-set evaluation of every model on every metric, once per fold (the holdout split is fold 0) and
+# seed; summarise_model pools the runs of a model x metric (folds concatenated, seeds averaged) into the reported
+# predictions and metrics. The resume state lives in results/checkpoints/{model}/{metric}/fold{fold}/seed{seed}/
+# (not a declared output: Snakemake deletes those before re-running an incomplete job). GPU profiles add `gpu: 1`
+# to train_model (CUDA + bf16 autocast are picked up automatically).
+
+RUN = "results/models/{model}/{metric}/fold{fold}/seed{seed}"
 
 
 rule train_model:
     input:
-        tensor="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
-        norm="results/tensors/{metric}_norm.json",
-        norm_voxels="results/tensors/{metric}_norm.npy",
-        brain_mask="results/tensors/brain_mask.npy",
+        **fold_tensors(),
         atlas="results/tensors/atlas.npy",
         wm_mask="results/tensors/wm_mask.npy",
         split_digest="results/split/split.sha256",
         pretrained=branch(
             evaluate("{model} in ('vit_linprobe', 'vit_finetune')"),
-            then="results/pretrain/{metric}/mae3d.pt",
+            then="results/pretrain/{metric}/fold{fold}/mae3d.pt",
         ),
     output:
-        best="results/models/{model}/{metric}/best.pt",
-        history="results/models/{model}/{metric}/history.jsonl",
-        hparams="results/models/{model}/{metric}/hparams.json",
+        best=f"{RUN}/best.pt",
+        history=f"{RUN}/history.jsonl",
+        hparams=f"{RUN}/hparams.json",
     log:
-        "logs/train_model/{model}/{metric}.log",
+        "logs/train_model/{model}/{metric}/fold{fold}_seed{seed}.log",
     benchmark:
-        "benchmarks-out/train_model/{model}/{metric}.tsv"
+        "benchmarks-out/train_model/{model}/{metric}/fold{fold}_seed{seed}.tsv"
     conda:
         "../envs/dmriscope.yaml"
     threads: config["train"]["threads"]
@@ -32,37 +32,56 @@ rule train_model:
         mem_mb=config["train"]["mem_mb"],
         runtime=config["train"]["runtime"],
     params:
-        train=config["train"],
+        train=lambda wildcards: {**config["train"], "seed": int(wildcards.seed)},
         models=config["models"],
         grid=config["grid"],
-        checkpoint_dir="results/checkpoints/{model}/{metric}",
+        checkpoint_dir="results/checkpoints/{model}/{metric}/fold{fold}/seed{seed}",
     script:
         "../workflow_scripts/train_model.py"
 
 
-rule evaluate_model:
+rule predict_test:
     input:
-        best="results/models/{model}/{metric}/best.pt",
-        history="results/models/{model}/{metric}/history.jsonl",
+        best=f"{RUN}/best.pt",
         tensor="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
+        index="results/tensors/fold{fold}/{metric}_index.tsv",
         brain_mask="results/tensors/brain_mask.npy",
     output:
-        predictions="results/models/{model}/{metric}/predictions.tsv",
-        metrics="results/models/{model}/{metric}/metrics.json",
-        roc="results/figures/models/{model}_{metric}_roc.png",
-        curve="results/figures/models/{model}_{metric}_training.png",
+        predictions=f"{RUN}/predictions.tsv",
     log:
-        "logs/evaluate_model/{model}/{metric}.log",
+        "logs/predict_test/{model}/{metric}/fold{fold}_seed{seed}.log",
     conda:
         "../envs/dmriscope.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    script:
+        "../workflow_scripts/predict_test.py"
+
+
+rule summarise_model:
+    input:
+        predictions=replicates(f"{RUN}/predictions.tsv"),
+        hparams=replicates(f"{RUN}/hparams.json"),
+        histories=replicates(f"{RUN}/history.jsonl"),
+    output:
+        predictions="results/models/{model}/{metric}/predictions.tsv",
+        metrics="results/models/{model}/{metric}/metrics.json",
+        roc="results/figures/models/{model}_{metric}_roc.png",
+        curve="results/figures/models/{model}_{metric}_training.png",
+    log:
+        "logs/summarise_model/{model}/{metric}.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
+        runs=[[fold, seed] for fold in FOLDS for seed in SEEDS],
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],
     script:
-        "../workflow_scripts/evaluate_model.py"
+        "../workflow_scripts/summarise_model.py"

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from dmriscope.augment import RegionOccluder, random_shift
-from dmriscope.engine import FitResult, fit, predict, read_history, selection_start, train_model_files
+from dmriscope.engine import FitResult, fit, predict, selection_start, train_model_files
 from dmriscope.engine_state import BalancedLoss, TrainSettings, load_model, torch_threads, warmup_cosine
 from dmriscope.evaluate import bootstrap_auc_ci, classification_metrics
-from dmriscope.io import InputError
+from dmriscope.io import InputError, read_history
 from dmriscope.tensors import INDEX_COLUMNS, open_dataset
 
 GRID = (6, 8, 8)

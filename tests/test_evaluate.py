@@ -15,7 +15,7 @@ from dmriscope.evaluate import (
     PREDICTION_COLUMNS,
     bootstrap_auc_ci,
     classification_metrics,
-    evaluate_model_files,
+    predict_test_files,
     rank_auc,
     summarise,
 )
@@ -88,57 +88,76 @@ def test_summary_has_age_bins_and_states_positive_class():
     assert s["by_age_bin"]["26-30"]["n_male"] == 1 and s["by_age_bin"]["26-30"]["n_female"] == 1
 
 
-def test_evaluate_model_files(tmp_path):
+def test_predict_and_summarise_a_seed_ensemble(tmp_path):
+    """Two seeds of one model: each run's predictions are the model's, the reported ones their mean, the spread
+    the per-seed AUCs."""
     from test_engine import GRID, write_store
 
+    from dmriscope.ensemble import summarise_runs
+
     store = write_store(tmp_path / "store", effect=1.5, counts=(20, 10, 20))
-    out = tmp_path / "model"
+    runs = [("0", "0"), ("0", "1")]
     with torch_threads(1):
-        train_model_files(
-            "cnn2d",
-            store["tensor"],
-            store["index"],
-            store["norm"],
-            store["brain_mask"],
-            store["split"],
-            None,
-            {"epochs": 2, "batch_size": 10, "seed": 0},
-            {"cnn2d": {"width": 4}},
-            list(GRID),
-            str(tmp_path / "ck"),
-            str(out / "best.pt"),
-            str(out / "history.jsonl"),
-            str(out / "hparams.json"),
-        )
-        summary = evaluate_model_files(
-            str(out / "best.pt"),
-            store["tensor"],
-            store["index"],
-            store["brain_mask"],
-            str(out / "history.jsonl"),
-            str(out / "predictions.tsv"),
-            str(out / "metrics.json"),
-            str(tmp_path / "fig/roc.png"),
-            str(tmp_path / "fig/curve.png"),
-            n_resamples=200,
-            seed=0,
-            threads=1,
-        )
-        model, _ = load_model(out / "best.pt", "cpu")
-    predictions = pd.read_csv(out / "predictions.tsv", sep="\t", dtype={"subject": str})
-    assert list(predictions.columns) == PREDICTION_COLUMNS and len(predictions) == 20
-    np.testing.assert_allclose(predictions["p_female"] + predictions["p_male"], 1.0, atol=2e-6)
+        for _, seed in runs:
+            out = tmp_path / f"seed{seed}"
+            train_model_files(
+                "cnn2d",
+                store["tensor"],
+                store["index"],
+                store["norm"],
+                store["brain_mask"],
+                store["split"],
+                None,
+                {"epochs": 2, "batch_size": 10, "seed": int(seed)},
+                {"cnn2d": {"width": 4}},
+                list(GRID),
+                str(tmp_path / f"ck{seed}"),
+                str(out / "best.pt"),
+                str(out / "history.jsonl"),
+                str(out / "hparams.json"),
+            )
+            predict_test_files(
+                checkpoint=str(out / "best.pt"),
+                tensor=store["tensor"],
+                index=store["index"],
+                brain_mask=store["brain_mask"],
+                out_predictions=str(out / "predictions.tsv"),
+                threads=1,
+            )
+        model, _ = load_model(tmp_path / "seed0/best.pt", "cpu")
+    summary = summarise_runs(
+        model="cnn2d",
+        metric="FA",
+        runs=runs,
+        predictions=[str(tmp_path / f"seed{s}/predictions.tsv") for _, s in runs],
+        hparams=[str(tmp_path / f"seed{s}/hparams.json") for _, s in runs],
+        histories=[str(tmp_path / f"seed{s}/history.jsonl") for _, s in runs],
+        out_predictions=str(tmp_path / "predictions.tsv"),
+        out_metrics=str(tmp_path / "metrics.json"),
+        out_roc=str(tmp_path / "fig/roc.png"),
+        out_curve=str(tmp_path / "fig/curve.png"),
+        n_resamples=200,
+    )
+    per_seed = [pd.read_csv(tmp_path / f"seed{s}/predictions.tsv", sep="\t", dtype={"subject": str}) for _, s in runs]
+    assert list(per_seed[0].columns) == PREDICTION_COLUMNS and len(per_seed[0]) == 20
     index = pd.read_csv(store["index"], sep="\t")
-    assert list(predictions["subject"]) == list(index.loc[index["set"] == "test", "subject"])
-    assert (predictions["label"] == (predictions["sex"] == "M")).all()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads(json.dumps(summary))
-    assert metrics["auc"] == pytest.approx(roc_auc_score(predictions["label"], predictions["p_male"]), abs=1e-5)
-    assert metrics["n_male"] + metrics["n_female"] == 20 and set(metrics["by_age_bin"]) == {"22-25", "26-30"}
+    assert list(per_seed[0]["subject"]) == list(index.loc[index["set"] == "test", "subject"])
+    assert (per_seed[0]["label"] == (per_seed[0]["sex"] == "M")).all()
     from dmriscope.tensors import open_dataset
 
     test = open_dataset(store["tensor"], store["index"], store["norm"], store["brain_mask"], ["test"])
     p, _, _ = predict(model, test, __import__("torch").device("cpu"))
-    np.testing.assert_allclose(predictions["p_male"], p, atol=2e-6)
+    np.testing.assert_allclose(per_seed[0]["p_male"], p, rtol=0, atol=1e-7)
+    assert not np.allclose(per_seed[0]["p_male"], per_seed[1]["p_male"])  # the seeds trained different models
+    pooled = pd.read_csv(tmp_path / "predictions.tsv", sep="\t", dtype={"subject": str})
+    assert list(pooled.columns) == [*PREDICTION_COLUMNS, "fold"]
+    np.testing.assert_allclose(pooled["p_male"], (per_seed[0]["p_male"] + per_seed[1]["p_male"]) / 2, atol=1e-6)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(summary))
+    assert metrics["auc"] == pytest.approx(roc_auc_score(pooled["label"], pooled["p_male"]), abs=1e-5)
+    for auc, table in zip(metrics["seed_auc"], per_seed, strict=True):
+        assert auc == pytest.approx(roc_auc_score(table["label"], table["p_male"]))
+    assert metrics["seeds"] == [0, 1] and metrics["folds"] == 1 and len(metrics["runs"]) == 2
+    assert metrics["n_male"] + metrics["n_female"] == 20 and set(metrics["by_age_bin"]) == {"22-25", "26-30"}
     for name in ("roc.png", "curve.png"):
         assert (tmp_path / "fig" / name).read_bytes()[:4] == b"\x89PNG"

@@ -10,7 +10,7 @@ import pytest
 
 from dmriscope.cohort.participants import AGE_BINS, draw_demographics, write_participants
 from dmriscope.io import InputError
-from dmriscope.split import check_split, split_cohort_files, stratified_split, table1
+from dmriscope.split import check_split, kfold_split, split_cohort_files, stratified_split, table1
 
 FRACTIONS = {"M": [0.32, 0.46, 0.22], "F": [0.19, 0.37, 0.44]}
 
@@ -63,7 +63,7 @@ def test_set_without_both_sexes_is_reported(tmp_path):
     path = tmp_path / "participants.tsv"
     write_participants(people, path)
     with pytest.raises(InputError, match="both sexes"):
-        split_cohort_files(str(path), str(tmp_path / "s.tsv"), str(tmp_path / "s.sha256"), (28, 1, 1), 0)
+        run_split(tmp_path, path, (28, 1, 1), 0)
     assert not (tmp_path / "s.tsv").exists()
 
 
@@ -74,18 +74,32 @@ def test_one_class_cohort_is_named_as_such(tmp_path):
     path = tmp_path / "participants.tsv"
     write_participants(people, path)
     with pytest.raises(InputError, match="one class only") as info:
-        split_cohort_files(str(path), str(tmp_path / "s.tsv"), str(tmp_path / "s.sha256"), (30, 5, 5), 0)
+        run_split(tmp_path, path, (30, 5, 5), 0)
     assert str(path) in str(info.value) and "n_val" not in str(info.value)
     assert not (tmp_path / "s.tsv").exists()
+
+
+def run_split(tmp_path, participants, counts=(), seed=0, scheme="holdout", folds=1, n_val=0):
+    split_cohort_files(
+        participants=str(participants),
+        split_path=str(tmp_path / "s.tsv"),
+        digest_path=str(tmp_path / "s.sha256"),
+        fold_paths=[str(tmp_path / f"fold{k}.tsv") for k in range(folds)],
+        scheme=scheme,
+        counts=counts,
+        n_val=n_val,
+        seed=seed,
+    )
 
 
 def test_files_and_digest(tmp_path):
     path = tmp_path / "participants.tsv"
     write_participants(cohort(60), path)
-    out, digest = tmp_path / "split.tsv", tmp_path / "split.sha256"
-    split_cohort_files(str(path), str(out), str(digest), (40, 10, 10), 2)
-    assert digest.read_text().split()[0] == hashlib.sha256(out.read_bytes()).hexdigest()
+    run_split(tmp_path, path, (40, 10, 10), 2)
+    out, fold, digest = tmp_path / "s.tsv", tmp_path / "fold0.tsv", tmp_path / "s.sha256"
+    assert digest.read_text().split()[0] == hashlib.sha256(out.read_bytes() + fold.read_bytes()).hexdigest()
     assert set(pd.read_csv(out, sep="\t")["set"]) == {"train", "val", "test"}
+    assert fold.read_bytes() == out.read_bytes()  # holdout: the split is its one fold
 
 
 def test_table1_counts():
@@ -99,3 +113,59 @@ def test_table1_counts():
         assert table.loc["Total", f"{name} male"] == len(males)
         for b in AGE_BINS:
             assert table.loc[b.replace("-", "–"), f"{name} male"] == (males["age_bin"] == b).sum()
+
+
+def test_kfold_tests_every_subject_once_with_inner_validation():
+    people = cohort(240, seed=4)
+    split, per_fold = kfold_split(people, 5, 20, seed=9)
+    assert set(split["set"]) == {"cv"} and sorted(split["fold"].unique()) == [0, 1, 2, 3, 4]
+    tested = pd.concat([f.loc[f["set"] == "test", "subject"] for f in per_fold])
+    assert tested.is_unique and set(tested) == set(people["subject"])  # every subject tested exactly once
+    for k, fold in enumerate(per_fold):
+        check_split(fold)
+        assert set(fold.loc[fold["set"] == "test", "subject"]) == set(split.loc[split["fold"] == k, "subject"])
+        assert (fold["set"] == "val").sum() == 20 and (fold["set"] == "test").sum() in (48,)
+        assert fold["subject"].is_unique and len(fold) == 240
+    # stratified: each fold's test part holds every sex x age stratum within one subject of its share
+    share = people.groupby(["sex", "age_bin"]).size() / 5
+    for k in range(5):
+        got = split[split["fold"] == k].groupby(["sex", "age_bin"]).size().reindex(share.index, fill_value=0)
+        assert np.all(np.abs(got - share) <= 1.0), k
+
+
+def test_kfold_is_seeded():
+    people = cohort(100, seed=1)
+    first, folds_a = kfold_split(people, 4, 8, seed=3)
+    again, folds_b = kfold_split(people, 4, 8, seed=3)
+    other, _ = kfold_split(people, 4, 8, seed=4)
+    assert first.equals(again) and all(a.equals(b) for a, b in zip(folds_a, folds_b))
+    assert not first["fold"].equals(other["fold"])
+
+
+def test_kfold_files_and_table1(tmp_path):
+    path = tmp_path / "participants.tsv"
+    write_participants(cohort(60, seed=2), path)
+    run_split(tmp_path, path, scheme="kfold", folds=3, n_val=6, seed=5)
+    split = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype={"subject": str})
+    table = table1(split)
+    assert [c for c in table.columns if c.endswith(" male")] == [
+        "fold 1 male",
+        "fold 2 male",
+        "fold 3 male",
+        "all male",
+    ]
+    assert table.loc["Total"].drop(["all male", "all female"]).sum() == 60
+    for k in range(3):
+        fold = pd.read_csv(tmp_path / f"fold{k}.tsv", sep="\t", dtype={"subject": str})
+        males = fold[(fold["set"] == "test") & (fold["sex"] == "M")]
+        assert table.loc["Total", f"fold {k + 1} male"] == len(males)
+
+
+def test_kfold_fold_without_both_sexes_names_the_fold(tmp_path):
+    people = cohort(40, seed=0)
+    people["sex"] = ["M"] * 3 + ["F"] * 37  # 3 males over 4 folds: one fold's test part has none
+    path = tmp_path / "participants.tsv"
+    write_participants(people, path)
+    with pytest.raises(InputError, match=r"fold \d: set '(val|test)' does not contain both sexes"):
+        run_split(tmp_path, path, scheme="kfold", folds=4, n_val=4)
+    assert not (tmp_path / "s.tsv").exists()

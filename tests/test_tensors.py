@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from dmriscope.fold_tensors import fold_tensors
 from dmriscope.io import InputError, save_nifti
+from dmriscope.normalise import Normaliser, RunningMoments
 from dmriscope.tensors import (
-    Normaliser,
-    RunningMoments,
     from_grid,
     grid_atlas,
     grid_slices,
@@ -113,19 +113,27 @@ def run_grid_atlas(tmp_path) -> None:
 
 
 def run_stack(tmp_path, cohort: dict, mode: str = "voxel", clip: float | None = None) -> None:
+    """stack_tensors, then the holdout split as its one fold (normalise_fold), as the workflow runs them."""
     t = tmp_path
     stack_tensors(
-        cohort["paths"],
-        cohort["subjects"],
-        t / "split.tsv",
-        t / "template_FA.nii.gz",
-        t / "out/brain_mask.npy",
-        t / "out/MD.npy",
-        t / "out/MD_index.tsv",
-        t / "out/MD_norm.json",
-        t / "out/MD_norm.npy",
-        mode,
-        clip,
+        maps=cohort["paths"],
+        subjects=cohort["subjects"],
+        split=t / "split.tsv",
+        template=t / "template_FA.nii.gz",
+        brain_mask=t / "out/brain_mask.npy",
+        tensor=t / "out/MD.npy",
+        index=t / "out/store_index.tsv",
+    )
+    fold_tensors(
+        tensor=t / "out/MD.npy",
+        index=t / "out/store_index.tsv",
+        fold=t / "split.tsv",
+        brain_mask=t / "out/brain_mask.npy",
+        out_index=t / "out/MD_index.tsv",
+        out_norm=t / "out/MD_norm.json",
+        out_norm_voxels=t / "out/MD_norm.npy",
+        mode=mode,
+        clip=clip,
     )
 
 
@@ -246,14 +254,13 @@ def test_bad_inputs_name_the_file(tmp_path):
         run_stack(tmp_path, cohort)
     with pytest.raises(InputError, match="maps for"):
         stack_tensors(
-            cohort["paths"][:2],
-            cohort["subjects"],
-            tmp_path / "split.tsv",
-            tmp_path / "template_FA.nii.gz",
-            tmp_path / "out/brain_mask.npy",
-            tmp_path / "a.npy",
-            tmp_path / "a.tsv",
-            tmp_path / "a.json",
+            maps=cohort["paths"][:2],
+            subjects=cohort["subjects"],
+            split=tmp_path / "split.tsv",
+            template=tmp_path / "template_FA.nii.gz",
+            brain_mask=tmp_path / "out/brain_mask.npy",
+            tensor=tmp_path / "a.npy",
+            index=tmp_path / "a.tsv",
         )
     assert not (tmp_path / "out/MD.npy").exists()
 
@@ -281,3 +288,44 @@ def test_normaliser_zero_outside_mask():
     norm = Normaliser(mean=2.0, std=4.0)
     mask = np.array([[True, False]])
     np.testing.assert_array_equal(norm.apply(np.array([[6.0, 6.0]]), mask), [[1.0, 0.0]])
+
+
+def test_each_fold_normalises_with_its_own_training_subjects(tmp_path):
+    """Two folds of one store: each fold's statistics are those of its training rows, computed independently."""
+    cohort = make_cohort(tmp_path)
+    run_grid_atlas(tmp_path)
+    run_stack(tmp_path, cohort)
+    out = tmp_path / "out"
+    split = pd.read_csv(tmp_path / "split.tsv", sep="\t")
+    swapped = split.copy()
+    swapped.loc[split["set"] == "train", "set"] = "test"
+    swapped.loc[split["set"] == "test", "set"] = "train"
+    swapped.to_csv(tmp_path / "fold1.tsv", sep="\t", index=False)
+    fold_tensors(
+        tensor=out / "MD.npy",
+        index=out / "store_index.tsv",
+        fold=tmp_path / "fold1.tsv",
+        brain_mask=out / "brain_mask.npy",
+        out_index=out / "fold1_index.tsv",
+        out_norm=out / "fold1_norm.json",
+        out_norm_voxels=out / "fold1_norm.npy",
+    )
+    index = read_index(out / "fold1_index.tsv")
+    store, brain = np.load(out / "MD.npy"), np.load(out / "brain_mask.npy")
+    train = store[index.loc[index["set"] == "train", "row"]].astype(np.float64)
+    assert sorted(index.loc[index["set"] == "train", "subject"]) == ["s007", "s008"]
+    norm = json.loads((out / "fold1_norm.json").read_text())
+    assert np.isclose(norm["mean"], train[:, brain].mean(), rtol=1e-9)
+    assert norm["mean"] != json.loads((out / "MD_norm.json").read_text())["mean"]
+    np.testing.assert_allclose(np.load(out / "fold1_norm.npy")[0][brain], train.mean(axis=0)[brain], rtol=1e-6)
+    swapped[swapped["subject"] != "s002"].to_csv(tmp_path / "fold2.tsv", sep="\t", index=False)
+    with pytest.raises(InputError, match="fold2.tsv: subject s002"):
+        fold_tensors(
+            tensor=out / "MD.npy",
+            index=out / "store_index.tsv",
+            fold=tmp_path / "fold2.tsv",
+            brain_mask=out / "brain_mask.npy",
+            out_index=out / "f2.tsv",
+            out_norm=out / "f2.json",
+            out_norm_voxels=out / "f2.npy",
+        )

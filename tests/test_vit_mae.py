@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dmriscope.io import InputError
+from dmriscope.io import InputError, read_history
 from dmriscope.models import build_model, count_parameters
 from dmriscope.models.mae import MaskedAutoencoder, masked_mse, n_visible, patchify, random_masking, unpatchify
 from dmriscope.models.vit import (
@@ -253,10 +253,6 @@ def run_both(store: dict[str, str], out: Path) -> tuple[list[dict], list[dict]]:
         pretrain=PRETRAIN,
     )
     return read_history(out / "h2.jsonl"), read_history(out / "h3.jsonl")
-
-
-def read_history(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

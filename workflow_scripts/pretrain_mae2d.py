@@ -25,7 +25,7 @@ if __name__ == "__main__":
     run_script(
         main,
         snakemake.log[0],
-        tensors=snakemake.input.tensors,
+        tensors=snakemake.input.tensor,
         index=snakemake.input.index,
         norm=snakemake.input.norm,
         brain_mask=snakemake.input.brain_mask,

@@ -10,6 +10,7 @@ if __name__ == "__main__":
         mae2d=list(snakemake.input.mae2d),
         mae3d=list(snakemake.input.mae3d),
         metrics=list(snakemake.params.metrics),
+        folds=list(snakemake.params.folds),
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
         html=snakemake.output.html,

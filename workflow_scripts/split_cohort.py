@@ -1,20 +1,18 @@
-"""Rule split_cohort: stratified, seeded train/val/test split of the participants."""
+"""Rule split_cohort: stratified, seeded split of the participants (holdout train/val/test, or k folds)."""
 
 from dmriscope.io import run_script
 from dmriscope.split import split_cohort_files
 
-
-def main(participants: str, split: str, digest: str, counts: list[int], seed: int) -> None:
-    split_cohort_files(participants, split, digest, counts, seed)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        split_cohort_files,
         snakemake.log[0],
         participants=snakemake.input.participants,
-        split=snakemake.output.split,
-        digest=snakemake.output.digest,
+        split_path=snakemake.output.split,
+        digest_path=snakemake.output.digest,
+        fold_paths=list(snakemake.output.folds),
+        scheme=snakemake.params.scheme,
         counts=list(snakemake.params.counts),
+        n_val=int(snakemake.params.n_val),
         seed=int(snakemake.params.seed),
     )

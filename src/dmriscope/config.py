@@ -101,6 +101,32 @@ def split_counts(config: dict, n_subjects: int) -> tuple[int, int, int]:
     return tuple(given)  # type: ignore[return-value]
 
 
+def folds(config: dict) -> list[str]:
+    """The fold labels of the split scheme: ``["0"]`` for holdout (one fold: the split), ``"0"..`` for kfold."""
+    split = config["split"]
+    return [str(k) for k in range(split["folds"] if split["scheme"] == "kfold" else 1)]
+
+
+def seeds(config: dict) -> list[str]:
+    """The training seeds: ``train.seeds`` when given, else ``[train.seed]`` (as strings, for wildcards)."""
+    train = config["train"]
+    return [str(s) for s in (train["seeds"] if train["seeds"] else [train["seed"]])]
+
+
+def inner_val_count(config: dict, n_subjects: int) -> int:
+    """kfold: the validation subjects held out of each fold's training part (split.n_val, or the paper's share)."""
+    n_val = config["split"]["n_val"]
+    n_val = n_val if n_val is not None else max(2, round(n_subjects * PAPER_SPLIT[1] / sum(PAPER_SPLIT)))
+    k = config["split"]["folds"]
+    n_rest = n_subjects - -(-n_subjects // k)  # the smallest training part: all but the largest fold
+    if n_rest - n_val < 2:
+        raise ConfigError(
+            f"config key 'split.n_val': {n_val} validation subjects leave fewer than 2 to train on in a fold of "
+            f"{n_subjects} subjects in {k} folds"
+        )
+    return n_val
+
+
 def check_grid(config: dict) -> None:
     """The model grid must suit the models: slices divisible by 3 (cnn2d slabs) and the ViT patch; in-plane too."""
     grid = config["grid"]
@@ -159,5 +185,14 @@ def load_config(config: dict) -> dict:
     check_grid(config)
     check_models(config)
     check_synthetic(config)
-    split_counts(config, len(subject_ids(config)))
+    n_subjects = len(subject_ids(config))
+    if config["split"]["scheme"] == "kfold":
+        if config["split"]["folds"] > n_subjects // 2:
+            raise ConfigError(
+                f"config key 'split.folds': {config['split']['folds']} folds of {n_subjects} subjects leave fewer "
+                "than 2 test subjects per fold"
+            )
+        inner_val_count(config, n_subjects)
+    else:
+        split_counts(config, n_subjects)
     return config

@@ -361,9 +361,3 @@ def train_model_files(
     clear_checkpoints(checkpoint_dir)
     log.info("%s: best validation AUC %.3f at epoch %d", model_name, result.best_val_auc, result.best_epoch)
     return result
-
-
-def read_history(path: str | Path) -> list[dict]:
-    """The per-epoch records of a history.jsonl."""
-    lines = Path(path).read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]

@@ -1,10 +1,10 @@
 """Test-set evaluation of a trained model: predictions, AUC / accuracy / precision / recall (positive class = male)
 with a seeded stratified-bootstrap AUC confidence interval, overall and per age bin, and the ROC / training plots.
+`dmriscope.ensemble` pools the runs (folds x seeds) of a model x metric before they are summarised.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from scipy.stats import rankdata
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score, roc_curve
 
-from dmriscope.engine import predict, read_history
+from dmriscope.engine import predict
 from dmriscope.engine_state import checkpoint_normaliser, load_model, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path
 from dmriscope.tensors import VolumeDataset, read_index
@@ -127,21 +127,27 @@ def plot_roc(predictions: pd.DataFrame, summary: dict, title: str, path: str | P
     _save(fig, path)
 
 
-def plot_history(history: Sequence[dict], title: str, path: str | Path, best_epoch: int | None = None) -> None:
-    """Training and validation loss (left) and validation AUC (right) per epoch; the selected epoch dotted."""
-    frame = pd.DataFrame(history)
+def plot_history(runs: Sequence[tuple[str, Sequence[dict], int | None]], title: str, path: str | Path) -> None:
+    """Training and validation loss (left) and validation AUC (right) per epoch, one line pair per run
+    (label, history, selected epoch); the selected epochs dotted."""
     fig = Figure(figsize=(8, 3.2), dpi=120)
     left, right = fig.subplots(1, 2)
-    left.plot(frame["epoch"], frame["train_loss"], label="train")
-    left.plot(frame["epoch"], frame["val_loss"], label="validation")
+    single = len(runs) == 1
+    for k, (label, history, best_epoch) in enumerate(runs):
+        frame = pd.DataFrame(history)
+        colour, width = (None, 1.5) if single else (f"C{k % 10}", 0.8)
+        tag = "" if single else f" {label}"
+        left.plot(frame["epoch"], frame["train_loss"], c=colour or "C0", lw=width, label=f"train{tag}")
+        left.plot(frame["epoch"], frame["val_loss"], c=colour or "C1", lw=width, ls="--", label=f"validation{tag}")
+        right.plot(frame["epoch"], frame["val_auc"].astype(float), c=colour or "C2", lw=width, label=label)
+        if best_epoch is not None and best_epoch > 0:
+            for ax in (left, right):
+                ax.axvline(best_epoch, ls=":", c=colour or "grey", lw=1)
     left.set(xlabel="epoch", ylabel="class-weighted loss")
-    left.legend(fontsize=8)
-    right.plot(frame["epoch"], frame["val_auc"].astype(float), c="C2")
+    left.legend(fontsize=6 if not single else 8, ncol=1 if single else 2)
     right.set(xlabel="epoch", ylabel="validation AUC", ylim=(0, 1))
     for ax in (left, right):
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if best_epoch is not None and best_epoch > 0:
-            ax.axvline(best_epoch, ls=":", c="grey", lw=1)
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
 
@@ -152,39 +158,20 @@ def _save(fig: Figure, path: str | Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def evaluate_model_files(
-    checkpoint: str,
-    tensor: str,
-    index: str,
-    brain_mask: str,
-    history: str,
-    out_predictions: str,
-    out_metrics: str,
-    out_roc: str,
-    out_curve: str,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-    threads: int | None = None,
-) -> dict:
-    """Rule evaluate_model: predict the test set with ``best.pt``, write predictions.tsv, metrics.json and plots."""
+def predict_test_files(
+    *, checkpoint: str, tensor: str, index: str, brain_mask: str, out_predictions: str, threads: int | None = None
+) -> pd.DataFrame:
+    """Rule predict_test: P(male) of every test subject of the fold's ``index`` with ``best.pt`` (one run of a
+    model x metric x fold x seed; `dmriscope.ensemble` pools the runs into the reported predictions)."""
     with torch_threads(threads):
         model, info = load_model(checkpoint)
         table = read_index(index)
         test = table[table["set"] == "test"]
         if test.empty:
             raise InputError(f"{index}: no test subject")
-        norm = checkpoint_normaliser(info, checkpoint)
-        dataset = VolumeDataset(tensor, test, norm, np.load(brain_mask))
+        dataset = VolumeDataset(tensor, test, checkpoint_normaliser(info, checkpoint), np.load(brain_mask))
         predictions = predictions_table(model, dataset, batch_size=int(info["train"]["batch_size"]))
-    summary = summarise(predictions, n_resamples, seed, level)
-    summary.update(model=info["model"], best_epoch=info["best_epoch"], val_auc=info["best_val_auc"])
     with atomic_path(out_predictions) as tmp:
-        predictions.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    with atomic_path(out_metrics) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
-    name = f"{info['model']} ({Path(tensor).stem})"
-    plot_roc(predictions, summary, f"{name}: test ROC", out_roc)
-    plot_history(read_history(history), f"{name}: training (selected epoch dotted)", out_curve, info["best_epoch"])
-    log.info("%s: test AUC %s, CI %s, accuracy %.3f", name, summary["auc"], summary["auc_ci"], summary["accuracy"])
-    return summary
+        predictions.to_csv(tmp, sep="\t", index=False, float_format="%.9g")  # float32 round-trips at 9 digits
+    log.info("%s: %d test subjects predicted with %s", out_predictions, len(predictions), checkpoint)
+    return predictions

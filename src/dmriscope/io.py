@@ -121,3 +121,10 @@ def progress(iterable: Any, desc: str, total: int | None = None) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, mininterval=5.0 if not sys.stderr.isatty() else 0.1, file=sys.stderr)
+
+
+def read_history(path: str | os.PathLike) -> list[dict]:
+    """The per-epoch records of a history.jsonl (training or pretraining)."""
+    import json
+
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

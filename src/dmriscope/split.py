@@ -82,8 +82,62 @@ def check_split(split: pd.DataFrame) -> None:
             raise ValueError(f"set '{name}' does not contain both sexes (has {sorted(sexes)})")
 
 
-def split_cohort_files(participants: str, split_path: str, digest_path: str, counts: Sequence[int], seed: int) -> None:
-    """Read and validate participants.tsv, split, check, write split.tsv and its SHA-256."""
+def kfold_split(
+    participants: pd.DataFrame, folds: int, n_val: int, seed: int
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Stratified k-fold cross-validation: every subject tested once, by the fold whose model never saw it.
+
+    Test folds come from scikit-learn's ``StratifiedKFold`` (shuffled with ``seed``) over the sex x age-bin strata;
+    within each fold's training part, ``n_val`` subjects are held out for model selection by `stratified_split`
+    (seeded ``seed + 1 + fold``). Returns the split (``set`` = ``cv``, ``fold`` = the subject's test fold) and, per
+    fold, the participants with ``set`` train / val / test.
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    frame = participants.sort_values("subject").reset_index(drop=True)
+    strata = (frame["sex"] + "_" + frame["age_bin"].astype(str)).to_numpy()
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    frame["set"], frame["fold"] = "cv", -1
+    with warnings.catch_warnings(record=True) as caught:  # a stratum smaller than k: folds differ in it by one
+        warnings.simplefilter("always")
+        parts = list(splitter.split(frame, strata))
+    for warning in caught:
+        log.warning("kfold: %s", warning.message)
+    per_fold = []
+    for k, (rest, test) in enumerate(parts):
+        frame.loc[test, "fold"] = k
+        inner = stratified_split(
+            frame.loc[rest].drop(columns=["set", "fold"]), (len(rest) - n_val, n_val, 0), seed + 1 + k
+        )
+        fold = pd.concat([inner, frame.loc[test].drop(columns="fold").assign(set="test")])
+        per_fold.append(fold.sort_values("subject").reset_index(drop=True))
+    return frame, per_fold
+
+
+def holdout_split(
+    participants: pd.DataFrame, counts: Sequence[int], seed: int
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The paper's protocol as the one-fold case: the split, and itself as fold 0."""
+    split = stratified_split(participants, counts, seed)
+    return split, [split]
+
+
+def split_cohort_files(
+    *,
+    participants: str,
+    split_path: str,
+    digest_path: str,
+    fold_paths: Sequence[str],
+    scheme: str = "holdout",
+    counts: Sequence[int] = (),
+    n_val: int = 0,
+    seed: int = 0,
+) -> None:
+    """Read and validate participants.tsv, split (holdout: ``counts``; kfold: ``len(fold_paths)`` folds, ``n_val``
+    inner validation subjects), check every fold, write split.tsv, one train/val/test table per fold and the SHA-256
+    of them all (models record it)."""
     table = validated(read_participants(participants), participants)
     present = sorted(set(table["sex"]))
     if len(present) < 2:
@@ -91,25 +145,48 @@ def split_cohort_files(participants: str, split_path: str, digest_path: str, cou
             f"{participants}: the cohort has one class only ({len(table)} subjects, all sex {present[0]!r}); "
             "a classifier needs subjects of both sexes"
         )
-    split = stratified_split(table, counts, seed)
-    try:
-        check_split(split)
-    except ValueError as exc:
-        raise InputError(f"config key 'split': {exc}; use larger n_val/n_test") from None
-    with atomic_path(split_path) as tmp:
-        split.to_csv(tmp, sep="\t", index=False, na_rep="")
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+    if scheme == "kfold":
+        split, per_fold = kfold_split(table, len(fold_paths), n_val, seed)
+    else:
+        split, per_fold = holdout_split(table, counts, seed)
+    if len(per_fold) != len(fold_paths):
+        raise InputError(f"config key 'split.scheme': {scheme} gives {len(per_fold)} folds, {len(fold_paths)} asked")
+    for k, fold in enumerate(per_fold):
+        try:
+            check_split(fold)
+        except ValueError as exc:
+            where = f"fold {k}: " if scheme == "kfold" else ""
+            raise InputError(f"config key 'split': {where}{exc}; use larger n_val/n_test or fewer folds") from None
+    digest = hashlib.sha256()
+    for frame, path in ((split, split_path), *zip(per_fold, fold_paths, strict=True)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False, na_rep="")
+            digest.update(Path(tmp).read_bytes())
     with atomic_path(digest_path) as tmp:
-        Path(tmp).write_text(f"{digest}  {Path(split_path).name}\n")
-    log.info("split %s: %s (sha256 %s)", split_path, split["set"].value_counts().to_dict(), digest[:12])
+        Path(tmp).write_text(f"{digest.hexdigest()}  {Path(split_path).name}\n")
+    log.info("split %s (%s): %s (sha256 %s)", split_path, scheme, _sizes(per_fold), digest.hexdigest()[:12])
+
+
+def _sizes(per_fold: Sequence[pd.DataFrame]) -> str:
+    return "; ".join(
+        f"fold {k}: " + ", ".join(f"{n} {s}" for s, n in f["set"].value_counts().items())
+        for k, f in enumerate(per_fold)
+    )
 
 
 def table1(split: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 1: subjects per age bin (rows, plus Total) and sex within each set (columns, plus All)."""
-    used = split[split["set"].isin(SETS)]
+    """The paper's Table 1: subjects per age bin (rows, plus Total) and sex within each set (columns, plus All).
+
+    A kfold split (``set`` = ``cv``) has one column pair per test fold instead of train/val/test."""
+    kfold = "fold" in split.columns and (split["set"] == "cv").any()
+    used = split[split["set"].isin(("cv",) if kfold else SETS)]
+    groups = (
+        [(f"fold {k + 1}", used[used["fold"] == k]) for k in sorted(used["fold"].unique())]
+        if kfold
+        else [(name, used[used["set"] == name]) for name in SETS]
+    )
     columns = {}
-    for name in (*SETS, "all"):
-        part = used if name == "all" else used[used["set"] == name]
+    for name, part in (*groups, ("all", used)):
         for sex, label in (("M", "male"), ("F", "female")):
             counts = part[part["sex"] == sex]["age_bin"].value_counts()
             columns[f"{name} {label}"] = [int(counts.get(b, 0)) for b in AGE_BINS]
@@ -124,5 +201,6 @@ def render_table1_files(split_path: str, tsv: str, md: str, html: str | None = N
     from dmriscope.render.tables import write_table
 
     split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
-    title = "Table 1. Subjects by age bin and sex in the training, validation and test sets"
+    sets = "test folds" if (split["set"] == "cv").any() else "training, validation and test sets"
+    title = f"Table 1. Subjects by age bin and sex in the {sets}"
     write_table(table1(split).reset_index(), tsv, md, title, html)

@@ -13,9 +13,10 @@ The paper: FMRIB58 182x218x182 -> 180x224x224 crops 1 slice at each end of axis 
 end of axes 1 / 2. The synthetic template 38x46x38 -> 36x48x48 crops 1 | pads 1 | pads 5 at each end.
 `from_grid` is the inverse on the kept region. The atlas and masks use the same function.
 
-Normalisation (per metric): the tensor stores raw values (float32); `stack_tensors` also writes the statistics of
-the TRAINING subjects (global mean/SD in ``{metric}_norm.json``, voxel mean/SD in ``{metric}_norm.npy``), so
-validation and test data never influence them. `dmriscope.normalise.Normaliser` applies them inside the template
+Normalisation (per metric and fold): the tensor stores raw values (float32) of every subject once; each fold of
+the split gets its own index (the subjects' train/val/test set in that fold) and the statistics of its TRAINING
+subjects (global mean/SD in ``{metric}_norm.json``, voxel mean/SD in ``{metric}_norm.npy``; `dmriscope.fold_tensors`),
+so validation and test data never influence them. `dmriscope.normalise.Normaliser` applies them inside the template
 brain mask (template FA > threshold, on the grid) and gives exactly 0 outside; the modes are documented there.
 """
 
@@ -32,12 +33,13 @@ import torch
 from torch.utils.data import Dataset
 
 from dmriscope.io import InputError, atomic_path, load_nifti, progress
-from dmriscope.normalise import MODES, BoundNormaliser, Normaliser, RunningMoments, voxel_statistics, write_norm
+from dmriscope.normalise import BoundNormaliser, Normaliser
 
 log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["row", "subject", "set", "sex", "age_bin", "label"]
 SETS = ("train", "val", "test")
+CV = "cv"  # the set of every subject of a kfold split in split.tsv (its fold tables give train/val/test)
 
 
 def grid_slices(shape: Sequence[int], grid: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -83,11 +85,11 @@ def brain_mask_on_grid(template_fa: str | Path, grid: Sequence[int], threshold: 
 
 
 def tensor_index(split: pd.DataFrame, split_path: str | Path = "split.tsv") -> pd.DataFrame:
-    """Rows of the tensor store: subjects in train/val/test in split order; label 1 = male, 0 = female."""
+    """Rows of the tensor store: subjects in train/val/test (or cv) in split order; label 1 = male, 0 = female."""
     missing = {"subject", "sex", "age_bin", "set"} - set(split.columns)
     if missing:
         raise InputError(f"{split_path}: missing columns {sorted(missing)}")
-    used = split[split["set"].isin(SETS)].reset_index(drop=True)
+    used = split[split["set"].isin((*SETS, CV))].reset_index(drop=True)
     bad = used.loc[~used["sex"].isin(["M", "F"]), "subject"].tolist()
     if bad:
         raise InputError(f"{split_path}: subject {bad[0]} has sex other than M/F")
@@ -133,14 +135,12 @@ def stack_metric(
     brain_mask: np.ndarray,
     template_shape: Sequence[int],
     out_npy: str | Path,
-) -> tuple[RunningMoments, RunningMoments]:
+) -> None:
     """Write every indexed subject's map, on the grid, as row ``row`` of a float32 (N, S, H, W) .npy.
 
-    Written with ``np.lib.format.open_memmap`` to a temporary name and renamed when complete. Returns the moments of
-    the training rows: pooled over their brain-mask voxels, and per voxel over the training subjects (float64).
+    Written with ``np.lib.format.open_memmap`` to a temporary name and renamed when complete.
     """
     grid = brain_mask.shape
-    pooled, per_voxel = RunningMoments(), RunningMoments(axis=0)
     remove_stale_parts(out_npy)
     with atomic_path(out_npy) as tmp:
         check_free_space(tmp.parent, len(index) * int(np.prod(grid)) * 4, out_npy)
@@ -153,71 +153,31 @@ def stack_metric(
                 raise InputError(
                     f"{maps[row.subject]}: shape {volume.shape} is not the template's {tuple(template_shape)}"
                 )
-            on_grid = to_grid(volume, grid)
-            store[row.row] = on_grid
-            if row.set == "train":
-                pooled.update(on_grid[brain_mask])
-                per_voxel.update(on_grid[None])
+            store[row.row] = to_grid(volume, grid)
         store.flush()
         del store
-    if pooled.n == 0 or not pooled.std > 0:
-        raise InputError(f"{out_npy}: training maps have no variation inside the brain mask")
-    return pooled, per_voxel
 
 
 def stack_tensors(
+    *,
     maps: Sequence[str | Path],
     subjects: Sequence[str],
-    split_path: str | Path,
-    template_fa: str | Path,
-    brain_mask_path: str | Path,
-    out_npy: str | Path,
-    out_index: str | Path,
-    out_norm: str | Path,
-    out_norm_voxels: str | Path | None = None,
-    mode: str = "voxel",
-    clip: float | None = None,
+    split: str | Path,
+    template: str | Path,
+    brain_mask: str | Path,
+    tensor: str | Path,
+    index: str | Path,
 ) -> None:
-    """Rule stack_tensors for one metric: the .npy store, its subject index and the training-set normalisation
-    (``mode`` and ``clip``: config keys ``tensors.normalisation`` and ``tensors.clip``)."""
-    if mode not in MODES:
-        raise InputError(f"config key 'tensors.normalisation': {mode!r} is not one of {MODES}")
+    """Rule stack_tensors for one metric: the .npy store of every split subject and its subject index."""
     if len(maps) != len(subjects):
         raise InputError(f"{len(maps)} maps for {len(subjects)} subjects")
-    out_norm_voxels = out_norm_voxels or Path(out_norm).with_suffix(".npy")
-    if Path(out_norm_voxels) != Path(out_norm).with_suffix(".npy"):
-        raise InputError(f"{out_norm_voxels}: the voxel statistics must lie beside {out_norm} as its .npy")
-    split = pd.read_csv(split_path, sep="\t", dtype={"subject": str, "age_bin": str})
-    index = tensor_index(split, split_path)
-    brain_mask = np.load(brain_mask_path)
-    template_shape = load_nifti(template_fa, ndim=3)[0].shape
-    pooled, per_voxel = stack_metric(dict(zip(subjects, maps, strict=True)), index, brain_mask, template_shape, out_npy)
-    voxels, floor = voxel_statistics(per_voxel, brain_mask)
-    stats = {
-        "mode": mode,
-        "clip": clip,
-        "mean": pooled.mean,
-        "std": pooled.std,
-        "n_voxels": pooled.n,
-        "std_floor": floor,
-        "n_subjects": int((index["set"] == "train").sum()),
-        "subjects_from": "train",
-        "mask": "template FA > threshold (brain_mask.npy)",
-        "normalisation": "see dmriscope.normalise; mean/std: pooled over brain voxels; voxel stats in the .npy",
-    }
-    with atomic_path(out_index) as tmp:
-        index.to_csv(tmp, sep="\t", index=False)
-    write_norm(stats, voxels, out_norm, out_norm_voxels)
-    log.info(
-        "%s: %d subjects, grid %s, %s normalisation, pooled mean %.6g, std %.6g, voxel SD floor %.6g",
-        out_npy,
-        len(index),
-        brain_mask.shape,
-        mode,
-        stats["mean"],
-        stats["std"],
-        floor,
-    )
+    table = tensor_index(pd.read_csv(split, sep="\t", dtype={"subject": str, "age_bin": str}), split)
+    mask = np.load(brain_mask)
+    template_shape = load_nifti(template, ndim=3)[0].shape
+    stack_metric(dict(zip(subjects, maps, strict=True)), table, mask, template_shape, tensor)
+    with atomic_path(index) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("%s: %d subjects, grid %s", tensor, len(table), mask.shape)
 
 
 def save_npy(array: np.ndarray, path: str | Path) -> None:

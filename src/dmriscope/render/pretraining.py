@@ -43,17 +43,27 @@ def pretraining_rows(history: Sequence[dict], metric: str, stage: str) -> dict:
 
 
 def render_pretraining_table(
-    *, mae2d: Sequence[str], mae3d: Sequence[str], metrics: Sequence[str], tsv: str, md: str, html: str
+    *,
+    mae2d: Sequence[str],
+    mae3d: Sequence[str],
+    metrics: Sequence[str],
+    folds: Sequence[str] = ("0",),
+    tsv: str,
+    md: str,
+    html: str,
 ) -> None:
-    """Rule render_pretraining_table: histories given per metric in ``metrics`` order, for both stages."""
-    if not len(mae2d) == len(mae3d) == len(metrics):
-        raise InputError(f"pretraining table: {len(mae2d)}/{len(mae3d)} histories for {len(metrics)} metrics")
+    """Rule render_pretraining_table: histories given metric-major, then per fold, for both stages; a ``fold``
+    column when the split has more than one."""
+    keys = [(metric, fold) for metric in metrics for fold in folds]
+    if not len(mae2d) == len(mae3d) == len(keys):
+        raise InputError(f"pretraining table: {len(mae2d)}/{len(mae3d)} histories for {len(keys)} metric x fold pairs")
     rows = []
-    for metric, h2, h3 in zip(metrics, mae2d, mae3d, strict=True):
-        rows.append(pretraining_rows(read_mae_history(h2), metric, "2D slabs"))
-        rows.append(pretraining_rows(read_mae_history(h3), metric, "3D volumes"))
+    for (metric, fold), h2, h3 in zip(keys, mae2d, mae3d, strict=True):
+        for stage, path in (("2D slabs", h2), ("3D volumes", h3)):
+            rows.append({**pretraining_rows(read_mae_history(path), metric, stage), "fold": int(fold)})
+    columns = COLUMNS if len(folds) == 1 else [COLUMNS[0], "fold", *COLUMNS[1:]]
     title = (
         "MAE pretraining: masked-patch MSE on validation subjects against the population-mean predictor "
         "(val_ratio < 1: the MAE infers masked patches from visible ones)"
     )
-    write_table(pd.DataFrame(rows, columns=COLUMNS), tsv, md, title, html)
+    write_table(pd.DataFrame(rows)[columns], tsv, md, title, html)

@@ -58,8 +58,32 @@ def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], me
             row[metric] = performance_cell(results[model, metric])
         for metric in metrics:
             row[f"{metric} AUC CI"] = ci_cell(results[model, metric])
+        if has_spread(results):
+            for metric in metrics:
+                row[f"{metric} fold AUC"] = fold_cell(results[model, metric])
+                row[f"{metric} seed AUC"] = seed_cell(results[model, metric])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def has_spread(results: Mapping[tuple[str, str], Mapping]) -> bool:
+    """Whether any model x metric was pooled from more than one fold or seed (Table 2c is then written)."""
+    return any(r.get("folds", 1) > 1 or len(r.get("seeds", [0])) > 1 for r in results.values())
+
+
+def fold_cell(metrics: Mapping) -> str:
+    """``mean ± SD (k folds)`` of the per-fold test AUC (seeds pooled); ``-`` for one fold."""
+    if metrics.get("folds", 1) < 2 or metrics.get("fold_auc_sd") is None:
+        return "-"
+    return f"{metrics['fold_auc_mean']:.3f} ± {metrics['fold_auc_sd']:.3f} ({metrics['folds']} folds)"
+
+
+def seed_cell(metrics: Mapping) -> str:
+    """``min / median / max (n seeds)`` of the per-seed AUC (folds pooled); ``-`` for one seed."""
+    if len(metrics.get("seeds", [0])) < 2 or metrics.get("seed_auc_min") is None:
+        return "-"
+    values = "/".join(f"{metrics[f'seed_auc_{k}']:.3f}" for k in ("min", "median", "max"))
+    return f"{values} ({len(metrics['seeds'])} seeds)"
 
 
 TABLE_CSS = (
@@ -120,12 +144,35 @@ def table2_markdown(table: pd.DataFrame, metrics: Sequence[str], ci_level: float
     ci = table[["name", *[f"{m} AUC CI" for m in metrics]]].rename(columns={"name": "model"})
     ci.columns = ["model", *metrics]
     tested = ", ".join(f"{n} male / {f} female" for n, f in sorted(set(n_test.values())))
+    kfold = bool((table.filter(like="fold AUC") != "-").to_numpy().any())
+    where = "out of fold (every subject tested once, by its fold's model)" if kfold else "on the test set"
     return (
-        "**Table 2.** Sex classification on the test set "
+        f"**Table 2.** Sex classification {where} "
         f"({tested}). Cells: AUC/accuracy/precision/recall; positive class = male, threshold P(male) >= 0.5.\n\n"
         + perf.to_markdown(index=False)
         + f"\n\n**Table 2b.** {ci_level:.0%} confidence intervals of the test AUC (stratified bootstrap).\n\n"
         + ci.to_markdown(index=False)
+        + "\n"
+        + spread_markdown(table, metrics)
+    )
+
+
+def spread_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame | None:
+    """Table 2c (per-fold AUC mean ± SD and per-seed AUC min/median/max per metric), or None without a spread."""
+    columns = [c for m in metrics for c in (f"{m} fold AUC", f"{m} seed AUC") if c in table.columns]
+    if not columns:
+        return None
+    return table[["name", *columns]].rename(columns={"name": "model"})
+
+
+def spread_markdown(table: pd.DataFrame, metrics: Sequence[str]) -> str:
+    spread = spread_table(table, metrics)
+    if spread is None:
+        return ""
+    return (
+        "\n**Table 2c.** Spread of the test AUC: per fold (its test part, seeds pooled; mean ± SD over folds) and "
+        "per seed (all folds, one seed; min/median/max). Table 2 reports the pooled ensemble.\n\n"
+        + spread.to_markdown(index=False)
         + "\n"
     )
 
@@ -154,6 +201,9 @@ def render_table2(
             ("Table 2. Test AUC/accuracy/precision/recall (positive class = male)", perf),
             (f"Table 2b. {min(levels):.0%} bootstrap confidence intervals of the test AUC", ci),
         ]
+        spread = spread_table(table, metrics)
+        if spread is not None:
+            sections.append(("Table 2c. Spread of the test AUC over folds and seeds", spread))
         write_html(sections, out_html, "Table 2")
     log.info("table 2: %d models x %d metrics", len(models), len(metrics))
     return table

@@ -1,0 +1,99 @@
+"""One fold's view of the tensor store: which rows it trains, validates and tests on, and its training statistics.
+
+The store (`dmriscope.tensors`) holds every subject once; a fold (the holdout split is the one-fold case) is an
+index with that fold's ``set`` per row and the normalisation statistics of its training rows, accumulated in row
+order exactly as they would be while stacking. Training, pretraining, evaluation and occlusion read the fold's
+index and statistics, never the store's own index, so no fold's statistics see its validation or test subjects.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmriscope.io import InputError, atomic_path, progress
+from dmriscope.normalise import MODES, RunningMoments, voxel_statistics, write_norm
+from dmriscope.tensors import SETS, read_index
+
+log = logging.getLogger(__name__)
+
+
+def fold_index(store_index: pd.DataFrame, fold: pd.DataFrame, fold_path: str | Path) -> pd.DataFrame:
+    """The store's index with each row's ``set`` in this fold; every store subject must be in train/val/test."""
+    sets = fold.set_index("subject")["set"]
+    missing = sorted(set(store_index["subject"]) - set(sets.index))
+    if missing:
+        raise InputError(f"{fold_path}: subject {missing[0]} of the tensor store is not in this fold's table")
+    out = store_index.copy()
+    out["set"] = sets.loc[out["subject"]].to_numpy()
+    outside = out.loc[~out["set"].isin(SETS), "subject"].tolist()
+    if outside:
+        raise InputError(f"{fold_path}: subject {outside[0]} of the tensor store has no train/val/test set")
+    return out
+
+
+def training_moments(store: np.ndarray, index: pd.DataFrame, brain_mask: np.ndarray) -> tuple[RunningMoments, ...]:
+    """Pooled (over brain-mask voxels) and per-voxel moments of the training rows, in row order (float64)."""
+    pooled, per_voxel = RunningMoments(), RunningMoments(axis=0)
+    train = index[index["set"] == "train"].sort_values("row")
+    for row in progress(train["row"], desc="normalise", total=len(train)):
+        volume = np.asarray(store[row])
+        pooled.update(volume[brain_mask])
+        per_voxel.update(volume[None])
+    return pooled, per_voxel
+
+
+def fold_tensors(
+    *,
+    tensor: str | Path,
+    index: str | Path,
+    fold: str | Path,
+    brain_mask: str | Path,
+    out_index: str | Path,
+    out_norm: str | Path,
+    out_norm_voxels: str | Path,
+    mode: str = "voxel",
+    clip: float | None = None,
+) -> None:
+    """Rule normalise_fold for one metric and fold: the fold's index and its training-set normalisation
+    (``mode`` and ``clip``: config keys ``tensors.normalisation`` and ``tensors.clip``)."""
+    if mode not in MODES:
+        raise InputError(f"config key 'tensors.normalisation': {mode!r} is not one of {MODES}")
+    if Path(out_norm_voxels) != Path(out_norm).with_suffix(".npy"):
+        raise InputError(f"{out_norm_voxels}: the voxel statistics must lie beside {out_norm} as its .npy")
+    table = fold_index(read_index(index), pd.read_csv(fold, sep="\t", dtype={"subject": str}), fold)
+    mask = np.load(brain_mask)
+    store = np.load(tensor, mmap_mode="r")
+    if store.shape[0] != len(table) or store.shape[1:] != mask.shape:
+        raise InputError(f"{tensor}: shape {store.shape} does not match {index} ({len(table)} rows, grid {mask.shape})")
+    pooled, per_voxel = training_moments(store, table, mask)
+    if pooled.n == 0 or not pooled.std > 0:
+        raise InputError(f"{tensor}: training maps of {fold} have no variation inside the brain mask")
+    voxels, floor = voxel_statistics(per_voxel, mask)
+    stats = {
+        "mode": mode,
+        "clip": clip,
+        "mean": pooled.mean,
+        "std": pooled.std,
+        "n_voxels": pooled.n,
+        "std_floor": floor,
+        "n_subjects": int((table["set"] == "train").sum()),
+        "subjects_from": "train",
+        "mask": "template FA > threshold (brain_mask.npy)",
+        "normalisation": "see dmriscope.normalise; mean/std: pooled over brain voxels; voxel stats in the .npy",
+    }
+    with atomic_path(out_index) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    write_norm(stats, voxels, out_norm, out_norm_voxels)
+    log.info(
+        "%s: %s; %s normalisation, pooled mean %.6g, std %.6g, voxel SD floor %.6g",
+        out_index,
+        table["set"].value_counts().to_dict(),
+        mode,
+        stats["mean"],
+        stats["std"],
+        floor,
+    )
