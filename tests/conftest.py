@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,3 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+def snakemake_command(root: Path, workdir: Path, *args: str, extra_config: Path | None = None) -> list[str]:
+    """The workflow on configs/ci.yaml (plus ``extra_config``) in ``workdir``, 2 cores."""
+    configs = [str(root / "configs" / "ci.yaml")] + ([str(extra_config)] if extra_config else [])
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(workdir)]
+    return [*command, "--cores", "2", *args, "--configfile", *configs]
+
+
+@pytest.fixture(scope="session")
+def ci_run(project_root, tmp_path_factory) -> Path:
+    """The whole default DAG on configs/ci.yaml, once per session (test_workflow_full and _kfold read it)."""
+    workdir = tmp_path_factory.mktemp("ci_full")
+    result = subprocess.run(snakemake_command(project_root, workdir), capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

@@ -161,3 +161,15 @@ def test_predict_and_summarise_a_seed_ensemble(tmp_path):
     assert metrics["n_male"] + metrics["n_female"] == 20 and set(metrics["by_age_bin"]) == {"22-25", "26-30"}
     for name in ("roc.png", "curve.png"):
         assert (tmp_path / "fig" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_auc_p_value_is_the_exact_rank_test():
+    from math import comb
+
+    from dmriscope.evaluate import auc_p_value
+
+    labels = np.r_[np.ones(5), np.zeros(5)].astype(int)  # scipy's exact null distribution at n <= 8 per class
+    separated = np.r_[np.linspace(0.6, 0.9, 5), np.linspace(0.1, 0.4, 5)]
+    assert auc_p_value(labels, separated) == pytest.approx(1 / comb(10, 5))  # only one ordering is as extreme
+    assert auc_p_value(labels, separated[::-1]) == pytest.approx(1.0)
+    assert auc_p_value(np.ones(4, int), np.arange(4.0)) is None

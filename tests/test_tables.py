@@ -14,9 +14,10 @@ MODELS = ["cnn2d", "vit_finetune"]
 METRICS = ["FA", "MD", "MK"]
 
 
-def metrics_json(auc: float, ci: list | None = None) -> dict:
+def metrics_json(auc: float, ci: list | None = None, p: float = 0.5) -> dict:
     return {
         "auc": auc,
+        "auc_p": p,
         "accuracy": 0.85,
         "precision": 2 / 3,
         "recall": 0.7891,
@@ -45,7 +46,8 @@ def test_table2_files(tmp_path):
     render_table2(files, MODELS, METRICS, tmp_path / "t2.tsv", tmp_path / "t2.md")
     tsv = pd.read_csv(tmp_path / "t2.tsv", sep="\t")
     assert list(tsv["model"]) == MODELS
-    assert list(tsv.columns) == ["model", "name", *METRICS, *[f"{m} AUC CI" for m in METRICS]]
+    holm = [f"{m} AUC p (Holm)" for m in METRICS]
+    assert list(tsv.columns) == ["model", "name", *METRICS, *[f"{m} AUC CI" for m in METRICS], *holm]
     assert tsv.loc[1, "MD"] == "0.710/0.850/0.667/0.789"  # model-major order of the input files
     assert tsv.loc[0, "MK AUC CI"] == "[0.500, 0.720]"
     md = (tmp_path / "t2.md").read_text()
@@ -72,3 +74,23 @@ def test_render_table4_from_the_registry(tmp_path):
     assert {"cnn2d", "cnn3d", "vit"} <= set(tsv["model"])
     assert (tsv["backbone"] + tsv["head"] <= tsv["total"]).all() and (tsv["head"] > 0).all()
     assert len(table) == len(tsv)
+
+
+def test_chance_check_is_holm_over_all_pairs(tmp_path):
+    """Six one-sided p's, Holm by hand: 0.001 -> 0.006, 0.01 -> 0.05, 0.2 -> 0.8, the rest 1: one pair beats
+    chance at a family-wise 0.05 (0.05 itself does not), though two raw p's are below it; one CI excludes 0.5."""
+    raw = [0.01, 0.9, 0.2, 0.001, 0.5, 0.6]
+    files = []
+    for k, (model, metric) in enumerate((m, x) for m in MODELS for x in METRICS):
+        path = tmp_path / model / metric / "metrics.json"
+        path.parent.mkdir(parents=True)
+        ci = [0.55, 0.9] if k == 3 else [0.45, 0.8]
+        path.write_text(json.dumps(metrics_json(0.7, ci, raw[k])))
+        files.append(str(path))
+    render_table2(files, MODELS, METRICS, tmp_path / "t2.tsv", tmp_path / "t2.md")
+    tsv = pd.read_csv(tmp_path / "t2.tsv", sep="\t").set_index("model")
+    expected = [0.05, 1.0, 0.8, 0.006, 1.0, 1.0]
+    got = [tsv.loc[m, f"{x} AUC p (Holm)"] for m in MODELS for x in METRICS]
+    assert got == pytest.approx(expected)
+    md = (tmp_path / "t2.md").read_text()
+    assert "1 of 6 AUC CIs exclude 0.5" in md and "1 of 6 beat chance at a family-wise 0.05" in md

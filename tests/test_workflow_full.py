@@ -7,30 +7,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import snakemake_command
 
 pytestmark = pytest.mark.workflow
 MODELS = ("cnn2d", "cnn3d", "vit_scratch", "vit_linprobe", "vit_finetune")
 METRICS = ("FA", "MD", "MK")
-
-
-def snakemake_command(root: Path, workdir: Path, *args: str, extra_config: Path | None = None) -> list[str]:
-    configs = [str(root / "configs" / "ci.yaml")] + ([str(extra_config)] if extra_config else [])
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(workdir)]
-    return [*command, "--cores", "2", *args, "--configfile", *configs]
-
-
-@pytest.fixture(scope="module")
-def ci_run(project_root, tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("ci_full")
-    result = subprocess.run(snakemake_command(project_root, workdir), capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_table2_has_every_model_and_metric(ci_run):
@@ -65,7 +50,7 @@ def test_occlusion_tables_and_figures(ci_run):
     for metric in METRICS:
         for kind in ("significant", "heatmap"):
             assert (ci_run / f"results/figures/regions/{metric}_{kind}.png").stat().st_size > 5000
-        assert (ci_run / f"results/figures/pretrain/{metric}_reconstruction.png").stat().st_size > 5000
+        assert (ci_run / f"results/figures/pretrain/fold0/{metric}_reconstruction.png").stat().st_size > 5000
 
 
 def test_html_report(project_root, ci_run):
@@ -84,10 +69,10 @@ def test_killed_training_resumes_from_its_last_epoch(project_root, ci_run, tmp_p
     shutil.rmtree(workdir / "results" / "models")
     extra = tmp_path / "long.yaml"
     extra.write_text("train:\n  epochs: 300\n  patience: 1000\n")
-    target = "results/models/cnn2d/FA/best.pt"
+    target = "results/models/cnn2d/FA/fold0/seed0/best.pt"
     command = snakemake_command(project_root, workdir, target, extra_config=extra)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    last = workdir / "results/checkpoints/cnn2d/FA/last.pt"
+    last = workdir / "results/checkpoints/cnn2d/FA/fold0/seed0/last.pt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -107,10 +92,10 @@ def test_killed_training_resumes_from_its_last_epoch(project_root, ci_run, tmp_p
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    log = (workdir / "logs/train_model/cnn2d/FA.log").read_text()
+    log = (workdir / "logs/train_model/cnn2d/FA/fold0_seed0.log").read_text()
     assert "resuming from" in log
     resumed_after = int(log.split("resuming from")[1].split("after epoch")[1].split()[0])
     assert 1 <= resumed_after < 300
-    lines = (workdir / "results/models/cnn2d/FA/history.jsonl").read_text().splitlines()
+    lines = (workdir / "results/models/cnn2d/FA/fold0/seed0/history.jsonl").read_text().splitlines()
     history = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in history] == list(range(1, 301))

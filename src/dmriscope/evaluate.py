@@ -80,6 +80,17 @@ def bootstrap_auc_ci(
     return float(low), float(high)
 
 
+def auc_p_value(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """One-sided p of AUC > 0.5: the Mann-Whitney U test of males' P(male) above females' (U = AUC x n_M x n_F,
+    scipy's exact or tie-corrected normal p). None when a class is absent."""
+    from scipy.stats import mannwhitneyu
+
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        return None
+    return float(mannwhitneyu(scores[labels], scores[~labels], alternative="greater").pvalue)
+
+
 def summarise(
     predictions: pd.DataFrame, n_resamples: int = 2000, seed: int = 0, level: float = 0.95, threshold: float = 0.5
 ) -> dict:
@@ -89,6 +100,7 @@ def summarise(
         out = classification_metrics(frame["label"].to_numpy(), frame["p_male"].to_numpy(), threshold)
         ci = bootstrap_auc_ci(frame["label"].to_numpy(), frame["p_male"].to_numpy(), n_resamples, seed, level)
         out["auc_ci"] = list(ci) if ci is not None else None
+        out["auc_p"] = auc_p_value(frame["label"].to_numpy(), frame["p_male"].to_numpy())
         return out
 
     summary = {
