@@ -96,7 +96,8 @@ def chance_sentence(table: pd.DataFrame, metrics: Sequence[str], alpha: float = 
         "Holm-adjusted over all model x metric pairs; a cohort without signal should show 0, and does in 95% of "
         "null runs)"
     )
-    return f"{excluding} of {len(bounds)} AUC CIs exclude 0.5 (about {0.05 * len(bounds):.2g} expected by chance); {verdict}."
+    expected = f"about {0.05 * len(bounds):.2g} expected by chance"
+    return f"{excluding} of {len(bounds)} AUC CIs exclude 0.5 ({expected}); {verdict}."
 
 
 def has_spread(results: Mapping[tuple[str, str], Mapping]) -> bool:
