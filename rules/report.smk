@@ -9,6 +9,7 @@ rule render_table2:
             model=MODELS,
             metric=METRICS,
         ),
+        baseline="results/models/size_only/metrics.json",
     output:
         tsv="results/tables/table2_performance.tsv",
         md="results/tables/table2_performance.md",

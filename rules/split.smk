@@ -25,6 +25,7 @@ rule split_cohort:
 rule render_table1:
     input:
         split="results/split/split.tsv",
+        volumes="results/cohort/brain_volumes.tsv",
     output:
         tsv="results/tables/table1_cohort.tsv",
         md="results/tables/table1_cohort.md",
@@ -39,3 +40,18 @@ rule render_table1:
         "../envs/dmriscope.yaml"
     script:
         "../workflow_scripts/render_table1.py"
+
+
+rule measure_brain_volumes:
+    input:
+        masks=expand("results/raw/sub-{subject}/brain_mask.nii.gz", subject=SUBJECTS),
+    output:
+        volumes="results/cohort/brain_volumes.tsv",
+    log:
+        "logs/measure_brain_volumes/measure_brain_volumes.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        subjects=SUBJECTS,
+    script:
+        "../workflow_scripts/measure_brain_volumes.py"

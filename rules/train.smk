@@ -1,6 +1,7 @@
 # Training and test-set evaluation of every model on every metric, once per fold (the holdout split is fold 0) and
 # seed; summarise_model pools the runs of a model x metric (folds concatenated, seeds averaged) into the reported
-# predictions and metrics. The resume state lives in results/checkpoints/{model}/{metric}/fold{fold}/seed{seed}/
+# predictions and metrics; fit_size_baseline classifies sex from brain volume alone, as a yardstick. The resume
+# state lives in results/checkpoints/{model}/{metric}/fold{fold}/seed{seed}/
 # (not a declared output: Snakemake deletes those before re-running an incomplete job). GPU profiles add `gpu: 1`
 # to train_model (CUDA + bf16 autocast are picked up automatically).
 
@@ -65,6 +66,7 @@ rule summarise_model:
         predictions=replicates(f"{RUN}/predictions.tsv"),
         hparams=replicates(f"{RUN}/hparams.json"),
         histories=replicates(f"{RUN}/history.jsonl"),
+        volumes="results/cohort/brain_volumes.tsv",
     output:
         predictions="results/models/{model}/{metric}/predictions.tsv",
         metrics="results/models/{model}/{metric}/metrics.json",
@@ -85,3 +87,22 @@ rule summarise_model:
         level=config["train"]["ci_level"],
     script:
         "../workflow_scripts/summarise_model.py"
+
+
+rule fit_size_baseline:
+    input:
+        volumes="results/cohort/brain_volumes.tsv",
+        folds=expand("results/split/fold{fold}.tsv", fold=FOLDS),
+    output:
+        predictions="results/models/size_only/predictions.tsv",
+        metrics="results/models/size_only/metrics.json",
+    log:
+        "logs/fit_size_baseline/fit_size_baseline.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        resamples=config["train"]["bootstrap_resamples"],
+        seed=config["train"]["seed"],
+        level=config["train"]["ci_level"],
+    script:
+        "../workflow_scripts/fit_size_baseline.py"

@@ -1,18 +1,14 @@
-"""Rule render_table1: the cohort by sex and age bin in each set (the paper's Table 1)."""
+"""Rule render_table1: the cohort by sex and age bin in each set (the paper's Table 1), and brain volume."""
 
 from dmriscope.io import run_script
 from dmriscope.split import render_table1_files
 
-
-def main(split: str, tsv: str, md: str, html: str) -> None:
-    render_table1_files(split, tsv, md, html)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        render_table1_files,
         snakemake.log[0],
-        split=snakemake.input.split,
+        split_path=snakemake.input.split,
+        volumes=snakemake.input.volumes,
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
         html=snakemake.output.html,

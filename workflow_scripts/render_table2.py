@@ -1,21 +1,18 @@
-"""Rule render_table2: test performance of every model on FA, MD and MK, with AUC confidence intervals."""
+"""Rule render_table2: test performance of every model on FA, MD and MK, with AUC confidence intervals, the chance
+check, the spread over folds and seeds, and the brain-size baseline."""
 
 from dmriscope.io import run_script
 from dmriscope.render.tables import render_table2
 
-
-def main(metrics_files: list[str], models: list[str], metrics: list[str], tsv: str, md: str, html: str) -> None:
-    render_table2(metrics_files, models, metrics, tsv, md, html)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        render_table2,
         snakemake.log[0],
-        metrics_files=list(snakemake.input.metrics),
+        metric_files=list(snakemake.input.metrics),
         models=list(snakemake.params.models),
         metrics=list(snakemake.params.metrics),
-        tsv=snakemake.output.tsv,
-        md=snakemake.output.md,
-        html=snakemake.output.html,
+        out_tsv=snakemake.output.tsv,
+        out_md=snakemake.output.md,
+        out_html=snakemake.output.html,
+        baseline=snakemake.input.baseline,
     )

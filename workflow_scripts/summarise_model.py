@@ -13,6 +13,7 @@ if __name__ == "__main__":
         predictions=list(snakemake.input.predictions),
         hparams=list(snakemake.input.hparams),
         histories=list(snakemake.input.histories),
+        volumes=snakemake.input.volumes,
         out_predictions=snakemake.output.predictions,
         out_metrics=snakemake.output.metrics,
         out_roc=snakemake.output.roc,

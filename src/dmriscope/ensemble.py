@@ -121,6 +121,7 @@ def summarise_runs(
     predictions: Sequence[str],
     hparams: Sequence[str],
     histories: Sequence[str],
+    volumes: str | None = None,
     out_predictions: str,
     out_metrics: str,
     out_roc: str,
@@ -129,12 +130,19 @@ def summarise_runs(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict:
-    """Rule summarise_model: pool the runs' test predictions; write predictions.tsv, metrics.json, the ROC and the
-    training curves of every run."""
+    """Rule summarise_model: pool the runs' test predictions; write predictions.tsv, metrics.json (with the AUC among
+    volume-matched pairs when ``volumes`` is given), the ROC and the training curves of every run."""
     tables = read_runs(predictions, runs, f"{model} {metric} predictions")
     pooled = pool_predictions(tables)
     summary = summarise(pooled, n_resamples, seed, level)
     summary.update(model=model, **spread(tables, pooled), runs=run_records(runs, hparams))
+    if volumes is not None:
+        from dmriscope.brain_size import matched_auc, read_volumes
+
+        size = read_volumes(volumes)
+        summary["volume_matched"] = matched_auc(
+            pooled["label"], pooled["p_male"], size.loc[pooled["subject"]].to_numpy(), seed=seed, level=level
+        )
     with atomic_path(out_predictions) as tmp:
         pooled.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
     with atomic_path(out_metrics) as tmp:

@@ -196,11 +196,48 @@ def table1(split: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def render_table1_files(split_path: str, tsv: str, md: str, html: str | None = None) -> None:
-    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML."""
-    from dmriscope.render.tables import write_table
+def volume_table(split: pd.DataFrame, volumes: pd.Series) -> pd.DataFrame:
+    """Table 1b: brain volume (cm^3) mean ± SD by sex in each set (or test fold) and overall, and male/female."""
+    kfold = (split["set"] == "cv").any()
+    used = split[split["set"].isin(("cv",) if kfold else SETS)].copy()
+    used["volume"] = volumes.reindex(used["subject"]).to_numpy() / 1000.0
+    groups = (
+        [(f"fold {k + 1}", used[used["fold"] == k]) for k in sorted(used["fold"].unique())]
+        if kfold
+        else [(name, used[used["set"] == name]) for name in SETS]
+    )
+    rows = []
+    for name, part in (*groups, ("all", used)):
+        male, female = part.loc[part["sex"] == "M", "volume"], part.loc[part["sex"] == "F", "volume"]
+        rows.append({
+            "set": name,
+            "male cm³": f"{male.mean():.0f} ± {male.std():.0f}",
+            "female cm³": f"{female.mean():.0f} ± {female.std():.0f}",
+            "male / female": round(male.mean() / female.mean(), 3),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def render_table1_files(
+    *, split_path: str, tsv: str, md: str, html: str | None = None, volumes: str | None = None
+) -> None:
+    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML; with ``volumes``, Table 1b (brain
+    volume by sex and set) follows it in the Markdown and HTML."""
+    from dmriscope.brain_size import read_volumes
+    from dmriscope.render.tables import write_html, write_table
 
     split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
     sets = "test folds" if (split["set"] == "cv").any() else "training, validation and test sets"
     title = f"Table 1. Subjects by age bin and sex in the {sets}"
-    write_table(table1(split).reset_index(), tsv, md, title, html)
+    counts = table1(split).reset_index()
+    write_table(counts, tsv, md, title, html)
+    if volumes is None:
+        return
+    size = volume_table(split, read_volumes(volumes))
+    caption = "Table 1b. Native brain-mask volume, mean ± SD (cm³), by sex"
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text(
+            f"# {title}\n\n{counts.to_markdown(index=False)}\n\n**{caption}.**\n\n{size.to_markdown(index=False)}\n"
+        )
+    if html is not None:
+        write_html([(title, counts), (caption, size)], html, "Table 1")

@@ -24,7 +24,9 @@ DISPLAY_NAMES = {
     "vit_scratch": "3D ViT, from scratch",
     "vit_linprobe": "3D ViT, MAE + linear probing",
     "vit_finetune": "3D ViT, MAE + fine-tuning",
+    "size_only": "brain volume alone (logistic regression)",
 }
+BASELINE = "size_only"
 CELL_KEYS = ("auc", "accuracy", "precision", "recall")
 
 
@@ -50,7 +52,8 @@ def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], me
         results: (model, metric) -> the content of that model's metrics.json.
     """
     rows = []
-    holm = holm_adjusted(results, models, metrics)
+    holm = holm_adjusted(results, [m for m in models if m != BASELINE], metrics)
+    matched = any("volume_matched" in r for r in results.values())
     for model in models:
         row = {"model": model, "name": DISPLAY_NAMES.get(model, model)}
         for metric in metrics:
@@ -60,7 +63,10 @@ def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], me
         for metric in metrics:
             row[f"{metric} AUC CI"] = ci_cell(results[model, metric])
         for metric in metrics:
-            row[f"{metric} AUC p (Holm)"] = holm[model, metric]
+            row[f"{metric} AUC p (Holm)"] = holm.get((model, metric))
+        if matched:
+            for metric in metrics:
+                row[f"{metric} matched AUC"] = matched_cell(results[model, metric])
         if has_spread(results):
             for metric in metrics:
                 row[f"{metric} fold AUC"] = fold_cell(results[model, metric])
@@ -86,6 +92,7 @@ def holm_adjusted(
 
 def chance_sentence(table: pd.DataFrame, metrics: Sequence[str], alpha: float = 0.05) -> str:
     """How many CIs exclude 0.5 and how many model x metric pairs beat chance at a family-wise ``alpha``."""
+    table = table[table["model"] != BASELINE]
     cis = table[[f"{m} AUC CI" for m in metrics]].to_numpy().ravel()
     bounds = [tuple(float(v) for v in c.strip("[]").split(", ")) for c in cis if c != "n/a"]
     excluding = sum(1 for low, high in bounds if low > 0.5 or high < 0.5)
@@ -98,6 +105,15 @@ def chance_sentence(table: pd.DataFrame, metrics: Sequence[str], alpha: float = 
     )
     expected = f"about {0.05 * len(bounds):.2g} expected by chance"
     return f"{excluding} of {len(bounds)} AUC CIs exclude 0.5 ({expected}); {verdict}."
+
+
+def matched_cell(metrics: Mapping) -> str:
+    """``AUC [low, high] (n pairs)`` among volume-matched male-female test pairs; ``-`` when not computed."""
+    block = metrics.get("volume_matched")
+    if not block or block.get("auc") is None:
+        return "-"
+    ci = f" [{block['ci'][0]:.3f}, {block['ci'][1]:.3f}]" if block.get("ci") else ""
+    return f"{block['auc']:.3f}{ci} ({block['n_pairs']} pairs)"
 
 
 def has_spread(results: Mapping[tuple[str, str], Mapping]) -> bool:
@@ -190,7 +206,30 @@ def table2_markdown(table: pd.DataFrame, metrics: Sequence[str], ci_level: float
         + chance_sentence(table, metrics)
         + "\n"
         + spread_markdown(table, metrics)
+        + matched_markdown(table, metrics)
     )
+
+
+MATCHED_CAPTION = (
+    "AUC among volume-matched male-female test pairs (native brain volumes within 0.2 SD; bootstrap CI): "
+    "a classifier of brain size falls to about 0.5 here, a microstructural difference does not"
+)
+
+
+def matched_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame | None:
+    columns = [f"{m} matched AUC" for m in metrics]
+    if not set(columns) <= set(table.columns):
+        return None
+    out = table[["name", *columns]].rename(columns={"name": "model"})
+    out.columns = ["model", *metrics]
+    return out
+
+
+def matched_markdown(table: pd.DataFrame, metrics: Sequence[str]) -> str:
+    matched = matched_table(table, metrics)
+    if matched is None:
+        return ""
+    return f"\n**Table 2d.** {MATCHED_CAPTION}.\n\n" + matched.to_markdown(index=False) + "\n"
 
 
 def spread_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame | None:
@@ -220,9 +259,15 @@ def render_table2(
     out_tsv: str,
     out_md: str,
     out_html: str | None = None,
+    baseline: str | None = None,
 ) -> pd.DataFrame:
-    """Rule render_table2: read every metrics.json and write table2_performance.{tsv,md}."""
+    """Rule render_table2: read every metrics.json and write table2_performance.{tsv,md}; ``baseline``: the
+    size-only classifier's metrics.json, shown as its own row."""
     results = read_results(metric_files, models, metrics)
+    if baseline is not None:
+        content = read_results([baseline], [BASELINE], metrics[:1])[BASELINE, metrics[0]]
+        results.update({(BASELINE, metric): content for metric in metrics})
+        models = [*models, BASELINE]
     table = table2(results, models, metrics)
     levels = {r.get("ci_level", 0.95) for r in results.values()}
     n_test = {key: (r["n_male"], r["n_female"]) for key, r in results.items()}
@@ -244,6 +289,9 @@ def render_table2(
         spread = spread_table(table, metrics)
         if spread is not None:
             sections.append(("Table 2c. Spread of the test AUC over folds and seeds", spread))
+        matched = matched_table(table, metrics)
+        if matched is not None:
+            sections.append((f"Table 2d. {MATCHED_CAPTION}", matched))
         write_html(sections, out_html, "Table 2")
     log.info("table 2: %d models x %d metrics", len(models), len(metrics))
     return table

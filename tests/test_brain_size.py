@@ -1,0 +1,66 @@
+"""Brain size: volumes from masks, the size-only baseline and the volume-matched AUC that size alone cannot pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dmriscope.brain_size import brain_volume, matched_auc, measure_brain_volumes, size_only_predictions
+from dmriscope.io import InputError, save_nifti
+
+
+def test_volume_is_voxels_times_voxel_size(tmp_path):
+    mask = np.zeros((10, 10, 10), np.uint8)
+    mask[2:7, 3:6, 1:9] = 1  # 5 x 3 x 8 = 120 voxels
+    save_nifti(mask, np.diag([1.25, 1.25, 2.0, 1.0]), tmp_path / "m.nii.gz", dtype=np.uint8)
+    assert brain_volume(tmp_path / "m.nii.gz") == pytest.approx(120 * 1.25 * 1.25 * 2.0)
+    save_nifti(np.zeros((4, 4, 4), np.uint8), np.eye(4), tmp_path / "empty.nii.gz", dtype=np.uint8)
+    with pytest.raises(InputError, match="empty.nii.gz: the brain mask is empty"):
+        measure_brain_volumes(masks=[str(tmp_path / "empty.nii.gz")], subjects=["a"], out=str(tmp_path / "v.tsv"))
+    assert not (tmp_path / "v.tsv").exists()
+
+
+def cohort(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 2).astype(int)
+    volumes = rng.normal(1450, 140, n) * np.where(labels == 1, 1.15, 1.0)  # males ~15% larger, as on the phantom
+    return labels, volumes
+
+
+def test_a_size_reader_falls_to_chance_among_matched_pairs():
+    labels, volumes = cohort()
+    assert roc_auc_score(labels, volumes) > 0.75  # size alone separates the sexes...
+    size = matched_auc(labels, volumes, volumes, n_resamples=200)
+    # ...but hardly among pairs within the caliper: what is left is the size difference inside the caliper itself
+    # (a pure size reader always picks the larger of a pair, and within 0.2 SD the male is larger slightly more often)
+    assert size["n_pairs"] > 1000 and 0.45 < size["auc"] < 0.6
+    assert size["ci"][0] < 0.6
+
+
+def test_a_size_free_signal_survives_matching():
+    labels, volumes = cohort(seed=1)
+    rng = np.random.default_rng(2)
+    signal = labels * 1.5 + rng.normal(size=labels.size)  # independent of volume
+    raw = roc_auc_score(labels, signal)
+    matched = matched_auc(labels, signal, volumes, n_resamples=200)
+    assert abs(matched["auc"] - raw) < 0.06 and matched["ci"][0] > 0.75
+
+
+def test_baseline_learns_from_training_subjects_only():
+    labels, volumes = cohort(60, seed=3)
+    subjects = [f"s{i:02d}" for i in range(60)]
+    fold = pd.DataFrame({"subject": subjects, "sex": np.where(labels == 1, "M", "F"), "age_bin": "22-25",
+                         "set": ["train"] * 40 + ["test"] * 20})  # fmt: skip
+    series = pd.Series(volumes, index=subjects)
+    first = size_only_predictions(series, [fold])
+    assert sorted(first["subject"]) == subjects[40:]
+    changed = series.copy()
+    changed.iloc[40:] = changed.iloc[40:].to_numpy()[::-1]  # permute the test subjects' volumes
+    second = size_only_predictions(changed, [fold])
+    # the fitted model is the same (it saw training volumes only): the test predictions are permuted, not refitted
+    assert sorted(first["p_male"].round(12)) == sorted(second["p_male"].round(12))
+    assert (np.diff(second.set_index("subject").loc[subjects[40:], "p_male"].to_numpy()) != 0).any()
+    with pytest.raises(InputError, match="subject s59: no brain volume"):
+        size_only_predictions(series.iloc[:59], [fold])
