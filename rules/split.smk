@@ -5,6 +5,10 @@
 rule split_cohort:
     input:
         participants="results/cohort/participants.tsv",
+        volumes=branch(
+            config["split"]["match"] == "volume",
+            then="results/cohort/brain_volumes.tsv",
+        ),
     output:
         split="results/split/split.tsv",
         digest="results/split/split.sha256",

@@ -64,3 +64,31 @@ def test_baseline_learns_from_training_subjects_only():
     assert (np.diff(second.set_index("subject").loc[subjects[40:], "p_male"].to_numpy()) != 0).any()
     with pytest.raises(InputError, match="subject s59: no brain volume"):
         size_only_predictions(series.iloc[:59], [fold])
+
+
+def test_volume_matching_removes_the_size_difference(tmp_path):
+    from dmriscope.brain_size import volume_matched_subjects
+    from dmriscope.cohort.participants import write_participants
+    from dmriscope.split import split_cohort_files
+
+    labels, volumes = cohort(300, seed=5)
+    subjects = [f"s{i:03d}" for i in range(300)]
+    people = pd.DataFrame({"subject": subjects, "sex": np.where(labels == 1, "M", "F"), "age": 25, "age_bin": "22-25"})
+    series = pd.Series(volumes, index=subjects)
+    kept = volume_matched_subjects(people, series)
+    chosen = people.set_index("subject").loc[kept]
+    assert (chosen["sex"] == "M").sum() == (chosen["sex"] == "F").sum() >= 40
+    assert roc_auc_score(chosen["sex"] == "M", series.loc[kept]) < 0.6  # from > 0.75 before matching
+    path, table = tmp_path / "participants.tsv", tmp_path / "volumes.tsv"
+    write_participants(people, path)
+    series.rename("brain_volume_mm3").rename_axis("subject").reset_index().to_csv(table, sep="\t", index=False)
+    split_cohort_files(participants=str(path), split_path=str(tmp_path / "s.tsv"), digest_path=str(tmp_path / "d"),
+                       fold_paths=[str(tmp_path / f"f{k}.tsv") for k in range(3)], scheme="kfold", n_val=6, seed=0,
+                       match_volumes=str(table))  # fmt: skip
+    split = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype={"subject": str})
+    assert sorted(split.loc[split["set"] == "cv", "subject"]) == kept and len(split) == 300
+    assert set(split.loc[split["set"] == "unused", "fold"]) == {-1}
+    with pytest.raises(InputError, match="after volume matching"):
+        split_cohort_files(participants=str(path), split_path=str(tmp_path / "h.tsv"), digest_path=str(tmp_path / "e"),
+                           fold_paths=[str(tmp_path / "h0.tsv")], counts=(200, 20, 60),
+                           match_volumes=str(table))  # fmt: skip

@@ -15,4 +15,5 @@ if __name__ == "__main__":
         counts=list(snakemake.params.counts),
         n_val=int(snakemake.params.n_val),
         seed=int(snakemake.params.seed),
+        match_volumes=snakemake.input.volumes or None,
     )

@@ -134,11 +134,19 @@ def split_cohort_files(
     counts: Sequence[int] = (),
     n_val: int = 0,
     seed: int = 0,
+    match_volumes: str | None = None,
 ) -> None:
     """Read and validate participants.tsv, split (holdout: ``counts``; kfold: ``len(fold_paths)`` folds, ``n_val``
     inner validation subjects), check every fold, write split.tsv, one train/val/test table per fold and the SHA-256
-    of them all (models record it)."""
+    of them all (models record it). ``match_volumes`` (brain_volumes.tsv; config ``split.match: volume``): only
+    the volume-matched male-female pairs are split, the other subjects are ``unused``."""
     table = validated(read_participants(participants), participants)
+    left_out = table.iloc[:0]
+    if match_volumes is not None:
+        from dmriscope.brain_size import read_volumes, volume_matched_subjects
+
+        keep = set(volume_matched_subjects(table, read_volumes(match_volumes)))
+        table, left_out = table[table["subject"].isin(keep)], table[~table["subject"].isin(keep)]
     present = sorted(set(table["sex"]))
     if len(present) < 2:
         raise InputError(
@@ -148,9 +156,18 @@ def split_cohort_files(
     if scheme == "kfold":
         split, per_fold = kfold_split(table, len(fold_paths), n_val, seed)
     else:
-        split, per_fold = holdout_split(table, counts, seed)
+        try:
+            split, per_fold = holdout_split(table, counts, seed)
+        except ValueError as exc:
+            matched = " after volume matching" if match_volumes is not None else ""
+            hint = "give smaller counts or use split.scheme kfold"
+            raise InputError(f"config key 'split': {exc}{matched}; {hint}") from None
     if len(per_fold) != len(fold_paths):
         raise InputError(f"config key 'split.scheme': {scheme} gives {len(per_fold)} folds, {len(fold_paths)} asked")
+    if len(left_out):
+        unused = left_out.assign(set="unused")
+        split = pd.concat([split, unused.assign(fold=-1) if "fold" in split else unused]).sort_values("subject")
+        per_fold = [pd.concat([f, unused]).sort_values("subject").reset_index(drop=True) for f in per_fold]
     for k, fold in enumerate(per_fold):
         try:
             check_split(fold)
