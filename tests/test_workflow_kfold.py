@@ -105,7 +105,7 @@ def test_same_seed_same_machine_same_metrics(project_root, ci_run, tmp_path):
     shutil.copytree(ci_run / "results", workdir / "results")
     shutil.rmtree(workdir / "results" / "models")
     targets = [f"results/models/{m}/FA/metrics.json" for m in ("cnn2d", "cnn3d", "vit_scratch")]
-    command = snakemake_command(project_root, workdir, "--rerun-triggers", "mtime", *targets)
+    command = snakemake_command(project_root, workdir, *targets, "--rerun-triggers", "mtime")  # a list flag: last
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     for target in targets:
