@@ -10,6 +10,9 @@ rule render_table2:
             metric=METRICS,
         ),
         baseline="results/models/size_only/metrics.json",
+        region_baseline=expand(
+            "results/models/region_means/{metric}/metrics.json", metric=METRICS
+        ),
     output:
         tsv="results/tables/table2_performance.tsv",
         md="results/tables/table2_performance.md",

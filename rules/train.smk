@@ -1,6 +1,7 @@
 # Training and test-set evaluation of every model on every metric, once per fold (the holdout split is fold 0) and
 # seed; summarise_model pools the runs of a model x metric (folds concatenated, seeds averaged) into the reported
-# predictions and metrics; fit_size_baseline classifies sex from brain volume alone, as a yardstick. The resume
+# predictions and metrics; fit_size_baseline (brain volume alone) and fit_region_baseline (48 region
+# means per metric) are the yardsticks. The resume
 # state lives in results/checkpoints/{model}/{metric}/fold{fold}/seed{seed}/
 # (not a declared output: Snakemake deletes those before re-running an incomplete job). GPU profiles add `gpu: 1`
 # to train_model (CUDA + bf16 autocast are picked up automatically).
@@ -106,3 +107,24 @@ rule fit_size_baseline:
         level=config["train"]["ci_level"],
     script:
         "../workflow_scripts/fit_size_baseline.py"
+
+
+rule fit_region_baseline:
+    input:
+        tensor="results/tensors/{metric}.npy",
+        atlas="results/tensors/atlas.npy",
+        indexes=expand("results/tensors/fold{fold}/{{metric}}_index.tsv", fold=FOLDS),
+        volumes="results/cohort/brain_volumes.tsv",
+    output:
+        predictions="results/models/region_means/{metric}/predictions.tsv",
+        metrics="results/models/region_means/{metric}/metrics.json",
+    log:
+        "logs/fit_region_baseline/{metric}.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        resamples=config["train"]["bootstrap_resamples"],
+        seed=config["train"]["seed"],
+        level=config["train"]["ci_level"],
+    script:
+        "../workflow_scripts/fit_region_baseline.py"

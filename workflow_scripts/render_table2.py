@@ -15,4 +15,5 @@ if __name__ == "__main__":
         out_md=snakemake.output.md,
         out_html=snakemake.output.html,
         baseline=snakemake.input.baseline,
+        region_baseline=list(snakemake.input.region_baseline),
     )

@@ -24,9 +24,11 @@ DISPLAY_NAMES = {
     "vit_scratch": "3D ViT, from scratch",
     "vit_linprobe": "3D ViT, MAE + linear probing",
     "vit_finetune": "3D ViT, MAE + fine-tuning",
+    "region_means": "48 region means (logistic regression)",
     "size_only": "brain volume alone (logistic regression)",
 }
 BASELINE = "size_only"
+BASELINES = ("region_means", BASELINE)  # yardsticks: rows of Table 2, outside the chance check's family
 CELL_KEYS = ("auc", "accuracy", "precision", "recall")
 
 
@@ -52,7 +54,7 @@ def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], me
         results: (model, metric) -> the content of that model's metrics.json.
     """
     rows = []
-    holm = holm_adjusted(results, [m for m in models if m != BASELINE], metrics)
+    holm = holm_adjusted(results, [m for m in models if m not in BASELINES], metrics)
     matched = any("volume_matched" in r for r in results.values())
     for model in models:
         row = {"model": model, "name": DISPLAY_NAMES.get(model, model)}
@@ -92,7 +94,7 @@ def holm_adjusted(
 
 def chance_sentence(table: pd.DataFrame, metrics: Sequence[str], alpha: float = 0.05) -> str:
     """How many CIs exclude 0.5 and how many model x metric pairs beat chance at a family-wise ``alpha``."""
-    table = table[table["model"] != BASELINE]
+    table = table[~table["model"].isin(BASELINES)]
     cis = table[[f"{m} AUC CI" for m in metrics]].to_numpy().ravel()
     bounds = [tuple(float(v) for v in c.strip("[]").split(", ")) for c in cis if c != "n/a"]
     excluding = sum(1 for low, high in bounds if low > 0.5 or high < 0.5)
@@ -260,10 +262,15 @@ def render_table2(
     out_md: str,
     out_html: str | None = None,
     baseline: str | None = None,
+    region_baseline: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Rule render_table2: read every metrics.json and write table2_performance.{tsv,md}; ``baseline``: the
-    size-only classifier's metrics.json, shown as its own row."""
+    size-only classifier's metrics.json, shown as its own row; ``region_baseline``: the region-mean classifier's per
+    metric."""
     results = read_results(metric_files, models, metrics)
+    if region_baseline is not None:
+        results.update(read_results(region_baseline, ["region_means"], metrics))
+        models = [*models, "region_means"]
     if baseline is not None:
         content = read_results([baseline], [BASELINE], metrics[:1])[BASELINE, metrics[0]]
         results.update({(BASELINE, metric): content for metric in metrics})
