@@ -13,7 +13,6 @@ sex from volume alone, and each model's AUC among volume-matched male-female pai
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +136,13 @@ def volume_matched_subjects(
     return sorted(chosen)
 
 
+def volume_matched_block(predictions: pd.DataFrame, volumes: str, seed: int = 0, level: float = 0.95) -> dict:
+    """metrics.json's ``volume_matched``: `matched_auc` of ``predictions`` (subject, label, p_male) with the
+    subjects' volumes from brain_volumes.tsv."""
+    size = read_volumes(volumes).loc[predictions["subject"]].to_numpy()
+    return matched_auc(predictions["label"], predictions["p_male"], size, seed=seed, level=level)
+
+
 def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """P(male) from brain volume alone for every fold's test subjects, fitted on that fold's training subjects."""
     from sklearn.linear_model import LogisticRegression
@@ -168,23 +174,13 @@ def fit_size_baseline(
     level: float = 0.95,
 ) -> dict:
     """Rule fit_size_baseline: the size-only classifier's out-of-sample predictions and metrics.json."""
-    from dmriscope.evaluate import summarise
+    from dmriscope.evaluate import summarise, write_results
 
     table = read_volumes(volumes)
     frames = [pd.read_csv(f, sep="\t", dtype={"subject": str, "age_bin": str}) for f in folds]
     predictions = size_only_predictions(table, frames)
     summary = summarise(predictions, n_resamples, seed, level)
-    summary["model"] = "size_only"
-    summary["volume_matched"] = matched_auc(
-        predictions["label"],
-        predictions["p_male"],
-        table.loc[predictions["subject"]].to_numpy(),
-        seed=seed,
-        level=level,
-    )
-    with atomic_path(out_predictions) as tmp:
-        predictions.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    with atomic_path(out_metrics) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
+    summary.update(model="size_only", volume_matched=volume_matched_block(predictions, volumes, seed, level))
+    write_results(predictions, summary, out_predictions, out_metrics)
     log.info("size-only baseline: test AUC %.3f %s", summary["auc"], summary["auc_ci"])
     return summary

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmriscope.evaluate import PREDICTION_COLUMNS, classification_metrics, plot_history, plot_roc, summarise
+from dmriscope.evaluate import (
+    PREDICTION_COLUMNS,
+    classification_metrics,
+    plot_history,
+    plot_roc,
+    summarise,
+    write_results,
+)
 from dmriscope.io import InputError, atomic_path, read_history
 
 log = logging.getLogger(__name__)
@@ -137,16 +144,10 @@ def summarise_runs(
     summary = summarise(pooled, n_resamples, seed, level)
     summary.update(model=model, **spread(tables, pooled), runs=run_records(runs, hparams))
     if volumes is not None:
-        from dmriscope.brain_size import matched_auc, read_volumes
+        from dmriscope.brain_size import volume_matched_block
 
-        size = read_volumes(volumes)
-        summary["volume_matched"] = matched_auc(
-            pooled["label"], pooled["p_male"], size.loc[pooled["subject"]].to_numpy(), seed=seed, level=level
-        )
-    with atomic_path(out_predictions) as tmp:
-        pooled.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    with atomic_path(out_metrics) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
+        summary["volume_matched"] = volume_matched_block(pooled, volumes, seed, level)
+    write_results(pooled, summary, out_predictions, out_metrics)
     plot_roc(pooled, summary, f"{model} ({metric}): test ROC", out_roc)
     curves = [
         (f"fold {r['fold']} seed {r['seed']}", read_history(h), r["best_epoch"])

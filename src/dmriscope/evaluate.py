@@ -5,6 +5,7 @@ with a seeded stratified-bootstrap AUC confidence interval, overall and per age 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,6 +113,14 @@ def summarise(
     }
     summary["by_age_bin"] = {str(b): block(f) for b, f in predictions.groupby("age_bin", sort=True)}
     return summary
+
+
+def write_results(predictions: pd.DataFrame, summary: dict, out_predictions: str, out_metrics: str) -> None:
+    """predictions.tsv (6 decimals) and metrics.json of a model or yardstick, each atomically."""
+    with atomic_path(out_predictions) as tmp:
+        predictions.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+    with atomic_path(out_metrics) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def predictions_table(model, dataset: VolumeDataset, device=None, batch_size: int = 8) -> pd.DataFrame:

@@ -9,16 +9,14 @@ predicts the test subjects. Predictions pool over folds as a model's do (`dmrisc
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dmriscope.io import InputError, atomic_path
+from dmriscope.io import InputError
 from dmriscope.tensors import read_index
 
 log = logging.getLogger(__name__)
@@ -82,8 +80,8 @@ def fit_region_baseline(
 ) -> dict:
     """Rule fit_region_baseline for one metric: out-of-sample predictions of every fold's test subjects and their
     metrics.json (with the volume-matched AUC when ``volumes`` is given)."""
-    from dmriscope.brain_size import matched_auc, read_volumes
-    from dmriscope.evaluate import summarise
+    from dmriscope.brain_size import volume_matched_block
+    from dmriscope.evaluate import summarise, write_results
 
     store, grid_atlas = np.load(tensor, mmap_mode="r"), np.load(atlas)
     if store.shape[1:] != grid_atlas.shape:
@@ -96,14 +94,7 @@ def fit_region_baseline(
     summary = summarise(predictions, n_resamples, seed, level)
     summary["model"] = NAME
     if volumes is not None:
-        size = read_volumes(volumes)
-        summary["volume_matched"] = matched_auc(
-            predictions["label"], predictions["p_male"], size.loc[predictions["subject"]].to_numpy(), seed=seed,
-            level=level,
-        )  # fmt: skip
-    with atomic_path(out_predictions) as tmp:
-        predictions.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-    with atomic_path(out_metrics) as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
+        summary["volume_matched"] = volume_matched_block(predictions, volumes, seed, level)
+    write_results(predictions, summary, out_predictions, out_metrics)
     log.info("%s region-mean baseline: AUC %.3f %s", metric, summary["auc"], summary["auc_ci"])
     return summary
