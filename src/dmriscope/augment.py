@@ -7,8 +7,7 @@ drawn uniformly without replacement, set to the volume's mean white-matter value
 removed regions also reacts to the removal itself (a flat patch it has never seen), which lowers its confidence
 wherever its receptive fields reach, planted or not. Seen in training, occluded inputs are in-distribution, and a
 drop in the correct class at test time means the region carried evidence (the argument of ROAR, Hooker et al.,
-NeurIPS 2019). On the default synthetic cohort it removed cnn2d's spurious MD region (pontine crossing tract) and
-added one planted MK region for cnn3d (README, "Planted truth").
+NeurIPS 2019). What it changed on the synthetic cohorts is measured in README ("Planted truth").
 """
 
 from __future__ import annotations

@@ -11,12 +11,9 @@ Two modes (config key ``tensors.normalisation``), both giving float32, exactly 0
 
 In both modes the result is then clipped to ``[-clip, clip]`` (config key ``tensors.clip``; null = no clipping).
 
-Why voxel mode is the default (measured on the default synthetic cohort, 120 training subjects): on MD, ventricle
-and cortex edges vary across subjects 13x more than white-matter voxels (99th vs 50th percentile of the voxel SDs
-in global units: 1.76 vs 0.13), so in global units the residual registration error at CSF borders dominates the
-input and both CNNs memorise it: test AUC cnn2d 0.38, cnn3d 0.54 with global statistics; 1.00 and 0.98 with voxel
-statistics and clip 4 (FA 0.97 / 0.98, MK 1.00 / 1.00; 120 training and 20 test subjects). ``global`` is kept for
-comparison.
+Why voxel mode is the default: on MD, ventricle and cortex edges vary across subjects far more than white-matter
+voxels, so in global units the residual registration error at CSF borders dominates the input and the CNNs
+memorise it (the measurement is in README, "The methods, precisely"). ``global`` is kept for comparison.
 """
 
 from __future__ import annotations
