@@ -169,3 +169,17 @@ def test_kfold_fold_without_both_sexes_names_the_fold(tmp_path):
     with pytest.raises(InputError, match=r"fold \d: set '(val|test)' does not contain both sexes"):
         run_split(tmp_path, path, scheme="kfold", folds=4, n_val=4)
     assert not (tmp_path / "s.tsv").exists()
+
+
+def test_volume_table_by_sex_and_set():
+    from dmriscope.split import volume_table
+
+    split = stratified_split(cohort(60, seed=3), (40, 10, 10), seed=0)
+    volumes = pd.Series(np.where(split["sex"] == "M", 1.6e6, 1.4e6) + np.arange(60) * 10.0, index=split["subject"])
+    table = volume_table(split, volumes).set_index("set")
+    assert list(table.index) == ["train", "val", "test", "all"]
+    males = volumes[split.loc[split["sex"] == "M", "subject"]] / 1000
+    assert table.loc["all", "male cm³"] == f"{males.mean():.0f} ± {males.std():.0f}"
+    females = volumes[split.loc[(split["sex"] == "F") & (split["set"] == "test"), "subject"]] / 1000
+    assert table.loc["test", "female cm³"] == f"{females.mean():.0f} ± {females.std():.0f}"
+    assert 1.1 < table.loc["all", "male / female"] < 1.2
