@@ -71,7 +71,11 @@ def get_final_output():
     outputs += expand("results/qc/registration/sub-{subject}.png", subject=SUBJECTS)
     if until == "registration":
         return outputs
-    outputs += ["results/split/split.tsv", "results/tables/table1_cohort.md"]
+    outputs += [
+        "results/split/split.tsv",
+        "results/tables/table1_cohort.md",
+        "results/tables/table1b_volume.md",
+    ]
     if until == "split":
         return outputs
     outputs += model_outputs("results/models/{model}/{metric}/metrics.json")

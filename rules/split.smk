@@ -29,7 +29,6 @@ rule split_cohort:
 rule render_table1:
     input:
         split="results/split/split.tsv",
-        volumes="results/cohort/brain_volumes.tsv",
     output:
         tsv="results/tables/table1_cohort.tsv",
         md="results/tables/table1_cohort.md",
@@ -59,3 +58,23 @@ rule measure_brain_volumes:
         subjects=SUBJECTS,
     script:
         "../workflow_scripts/measure_brain_volumes.py"
+
+
+rule render_table1b:
+    input:
+        split="results/split/split.tsv",
+        volumes="results/cohort/brain_volumes.tsv",
+    output:
+        tsv="results/tables/table1b_volume.tsv",
+        md="results/tables/table1b_volume.md",
+        html=report(
+            "results/tables/table1b_volume.html",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/render_table1b/render_table1b.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    script:
+        "../workflow_scripts/render_table1b.py"

@@ -1,4 +1,4 @@
-"""Rule render_table1: the cohort by sex and age bin in each set (the paper's Table 1), and brain volume."""
+"""Rule render_table1: the cohort by sex and age bin in each set (the paper's Table 1)."""
 
 from dmriscope.io import run_script
 from dmriscope.split import render_table1_files
@@ -8,7 +8,6 @@ if __name__ == "__main__":
         render_table1_files,
         snakemake.log[0],
         split_path=snakemake.input.split,
-        volumes=snakemake.input.volumes,
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
         html=snakemake.output.html,

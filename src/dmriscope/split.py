@@ -235,26 +235,20 @@ def volume_table(split: pd.DataFrame, volumes: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_table1_files(
-    *, split_path: str, tsv: str, md: str, html: str | None = None, volumes: str | None = None
-) -> None:
-    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML; with ``volumes``, Table 1b (brain
-    volume by sex and set) follows it in the Markdown and HTML."""
-    from dmriscope.brain_size import read_volumes
-    from dmriscope.render.tables import write_html, write_table
+def render_table1_files(*, split_path: str, tsv: str, md: str, html: str | None = None) -> None:
+    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML."""
+    from dmriscope.render.tables import write_table
 
     split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
     sets = "test folds" if (split["set"] == "cv").any() else "training, validation and test sets"
-    title = f"Table 1. Subjects by age bin and sex in the {sets}"
-    counts = table1(split).reset_index()
-    write_table(counts, tsv, md, title, html)
-    if volumes is None:
-        return
-    size = volume_table(split, read_volumes(volumes))
-    caption = "Table 1b. Native brain-mask volume, mean ± SD (cm³), by sex"
-    with atomic_path(md) as tmp:
-        Path(tmp).write_text(
-            f"# {title}\n\n{counts.to_markdown(index=False)}\n\n**{caption}.**\n\n{size.to_markdown(index=False)}\n"
-        )
-    if html is not None:
-        write_html([(title, counts), (caption, size)], html, "Table 1")
+    write_table(table1(split).reset_index(), tsv, md, f"Table 1. Subjects by age bin and sex in the {sets}", html)
+
+
+def render_volume_table_files(*, split_path: str, volumes: str, tsv: str, md: str, html: str | None = None) -> None:
+    """Rule render_table1b: brain volume by sex and set as TSV, Markdown and HTML."""
+    from dmriscope.brain_size import read_volumes
+    from dmriscope.render.tables import write_table
+
+    split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
+    title = "Table 1b. Native brain-mask volume, mean ± SD (cm³), by sex"
+    write_table(volume_table(split, read_volumes(volumes)), tsv, md, title, html)
