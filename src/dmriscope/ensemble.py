@@ -69,14 +69,15 @@ def pool(tables: dict[Run, pd.DataFrame], keys: Sequence[str], columns: Sequence
         runs = [tables[r] for r in sorted(tables, key=lambda r: int(r[1])) if r[0] == fold]
         parts.append(_mean_over_seeds(runs, keys, columns, fold).assign(fold=int(fold)))
     pooled = pd.concat(parts, ignore_index=True)
-    if pooled["subject"].duplicated().any() and "region" not in keys:
-        raise InputError(f"subject {pooled.loc[pooled['subject'].duplicated(), 'subject'].iloc[0]} tested twice")
     return pooled.sort_values("subject", kind="mergesort").reset_index(drop=True)
 
 
 def pool_predictions(tables: dict[Run, pd.DataFrame]) -> pd.DataFrame:
     """The reported predictions: one row per subject, P(male) averaged over its fold's seeds."""
     pooled = pool(tables, ["subject", "label"], ["p_male"])
+    twice = pooled.loc[pooled["subject"].duplicated(), "subject"]
+    if len(twice):
+        raise InputError(f"subject {twice.iloc[0]} tested twice")
     pooled["p_female"] = 1.0 - pooled["p_male"]
     return pooled[[*PREDICTION_COLUMNS, "fold"]]
 
