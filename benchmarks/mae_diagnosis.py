@@ -4,7 +4,9 @@ Runs on a finished tensor store (``results/tensors``, after `stack_tensors`) and
 
 1. **What is there to predict** (validation subjects, the model input, brain voxels): the variance of the input
    (~ the population-mean predictor's MSE) and, as ratios to it, the error of an oracle that knows each subject's
-   own atlas-region means (what knowing every region offset would give) and of the mean of a voxel's neighbours.
+   own atlas-region means (what knowing every region offset would give) and of the mean of a voxel's neighbours;
+   and, per patch size, what the visible patches allow without any learning (the mean of the visible voxels of a
+   masked voxel's own region; validation and test subjects, MAE masks).
 2. **The MAE against the population mean**: the 2D -> 3D pretraining of `dmriscope.pretrain` with the settings
    given (patch, epochs, ...), the validation masked-patch MSE / population-mean MSE per stage, before and after
    training (epoch 0 of the 3D stage is the 2D encoder's transfer).
@@ -68,6 +70,49 @@ def data_table(results: Path, metric: str) -> dict:
         "neighbour-mean predictor / baseline": best,
         "neighbour correlation": float(np.corrcoef(a.ravel(), b.ravel())[0, 1]),
     }
+
+
+def visible_rule_table(results: Path, metric: str, patches: list[tuple[int, int, int]], mask_ratio: float) -> list:
+    """What the visible patches alone allow, without learning: under MAE masks (``mask_ratio``, patches of each size,
+    seeded), predict every masked voxel by the mean of the visible voxels of its own atlas region (0, the population
+    mean, where none is visible); the masked-voxel MSE of that rule and of the visible white matter's global mean, as
+    ratios to the population mean's, on validation and test subjects."""
+    store = results / "tensors"
+    args = (store / f"{metric}.npy", store / f"{metric}_index.tsv", store / f"{metric}_norm.json")
+    volumes = stack(open_dataset(*args, store / "brain_mask.npy", ["val", "test"]))
+    brain = np.load(store / "brain_mask.npy")
+    atlas = np.where(brain, np.load(store / "atlas.npy"), 0)
+    rows = []
+    for patch in patches:
+        rng = np.random.default_rng(0)
+        tiles = [s // p for s, p in zip(brain.shape, patch)]
+        err = {"region rule": 0.0, "global rule": 0.0, "mean": 0.0}
+        for x in volumes:
+            visible = np.zeros(int(np.prod(tiles)), bool)
+            visible[rng.permutation(visible.size)[: round(visible.size * (1 - mask_ratio))]] = True
+            visible = visible.reshape(tiles)
+            for axis, p in enumerate(patch):
+                visible = np.repeat(visible, p, axis=axis)
+            rule = np.zeros_like(x)
+            for region in np.unique(atlas[atlas > 0]):
+                seen = (atlas == region) & visible
+                if seen.any():
+                    rule[(atlas == region) & ~visible] = x[seen].mean()
+            wm_seen = (atlas > 0) & visible
+            glob = np.where(atlas > 0, x[wm_seen].mean() if wm_seen.any() else 0.0, 0.0)
+            hidden = ~visible
+            err["region rule"] += float(((x - rule)[hidden] ** 2).sum())
+            err["global rule"] += float(((x - glob)[hidden] ** 2).sum())
+            err["mean"] += float((x[hidden] ** 2).sum())
+        rows.append(
+            {
+                "metric": metric,
+                "patch": "x".join(map(str, patch)),
+                "visible same-region mean / baseline": err["region rule"] / err["mean"],
+                "visible white-matter mean / baseline": err["global rule"] / err["mean"],
+            }
+        )
+    return rows
 
 
 def pretrain(results: Path, metric: str, out: Path, vit: dict, settings: dict, threads: int) -> tuple[list, list]:
@@ -179,8 +224,12 @@ def main() -> None:
     parser.add_argument("--norm-pix", action="store_true")
     parser.add_argument("--figures", type=Path, default=None, help="keep the reconstruction figures here")
     parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--only-data", action="store_true", help="the data tables only (no MAE, no probes)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sets", nargs="+", default=["train"], help="pretrain.sets")
+    parser.add_argument(
+        "--rule-patches", nargs="+", default=["6x16x16", "3x8x8", "3x4x4", "2x4x4"], help="patches of the rule table"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     torch.set_num_threads(args.threads)
@@ -207,10 +256,14 @@ def main() -> None:
         "seed": 0,
         "sets": args.sets,
     }
-    data_rows, mae_rows, probe_rows = [], [], []
+    data_rows, rule_rows, mae_rows, probe_rows = [], [], [], []
+    rule_patches = [tuple(int(v) for v in p.split("x")) for p in args.rule_patches]
     for metric in args.metrics:
         if not args.skip_data:
             data_rows.append(data_table(args.results, metric))
+            rule_rows += visible_rule_table(args.results, metric, rule_patches, args.mask_ratio)
+        if args.only_data:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             h2, h3 = pretrain(args.results, metric, Path(tmp), vit, settings, args.threads)
             for stage, h in (("2D", h2), ("3D", h3)):
@@ -233,6 +286,7 @@ def main() -> None:
                 probe_rows += probe_table(features(args.results, metric, ckpt, vit), metric, source)
     print(f"settings: vit {vit}, pretrain {settings}\n")
     print_table(data_rows)
+    print_table(rule_rows)
     print_table(mae_rows)
     print_table(probe_rows)
 
