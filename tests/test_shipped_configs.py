@@ -1,0 +1,72 @@
+"""Every config under configs/, alone and in the combinations the README and the configs' own comments give, passes
+validation when merged over config.yaml as Snakemake's --configfile merges it (a broken shipped config would otherwise
+surface only when a user runs it)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from dmriscope.config import load_config, seeds
+
+OVERLAYS = [
+    ("cohort-b.yaml",),
+    ("cohort-c.yaml",),
+    ("null.yaml",),
+    ("kfold.yaml",),
+    ("seeds.yaml",),
+    ("matched.yaml",),
+    ("size-only-5.yaml",),
+    ("size-only-15.yaml",),
+    ("hcp.yaml",),
+    ("ci.yaml",),
+    ("cohort-b.yaml", "kfold.yaml"),
+    ("cohort-c.yaml", "kfold.yaml"),
+    ("null.yaml", "kfold.yaml"),
+    ("size-only-15.yaml", "kfold.yaml"),
+    ("size-only-15.yaml", "kfold.yaml", "matched.yaml"),
+    ("cohort-b.yaml", "matched.yaml"),
+]
+
+
+def merged(project_root, names):
+    config = yaml.safe_load((project_root / "config.yaml").read_text())
+    for name in names:
+        update_config(config, yaml.safe_load((project_root / "configs" / name).read_text()) or {})
+    return config
+
+
+def test_every_config_file_is_listed(project_root):
+    listed = {name for combo in OVERLAYS for name in combo}
+    assert {p.name for p in (project_root / "configs").glob("*.yaml")} == listed
+
+
+def hcp_inputs(folder):
+    """configs/hcp.yaml's two user files, for the paper's cohort: 1031 subjects, 471 M / 560 F, three age bins."""
+    (folder / "hcp").mkdir()
+    ids = [str(100000 + i) for i in range(1031)]
+    rows = [f"{s},{'M' if i < 471 else 'F'},{('22-25', '26-30', '31-35')[i % 3]},true" for i, s in enumerate(ids)]
+    (folder / "hcp" / "unrestricted.csv").write_text("Subject,Gender,Age,3T_dMRI_Compl\n" + "\n".join(rows) + "\n")
+    (folder / "hcp" / "subjects.txt").write_text("\n".join(ids) + "\n")
+
+
+@pytest.mark.parametrize("names", OVERLAYS, ids=["+".join(n) for n in OVERLAYS])
+def test_shipped_config_validates(project_root, names, tmp_path, monkeypatch):
+    if "hcp.yaml" in names:  # its demographics and subject list are the user's files, read at validation
+        hcp_inputs(tmp_path)
+        monkeypatch.chdir(tmp_path)
+    load_config(merged(project_root, names))
+
+
+def test_overlays_change_what_they_say(project_root):
+    base = load_config(merged(project_root, ()))
+    cohort_c = load_config(merged(project_root, ("cohort-c.yaml",)))
+    planted = lambda c: sorted(e["region"] for e in c["synthetic"]["sex_effects"])  # noqa: E731
+    assert set(planted(cohort_c)).isdisjoint(planted(base))
+    assert set(planted(cohort_c)).isdisjoint(planted(load_config(merged(project_root, ("cohort-b.yaml",)))))
+    assert cohort_c["cohort"]["seed"] != base["cohort"]["seed"]
+    assert seeds(load_config(merged(project_root, ("seeds.yaml",)))) == ["0", "1", "2", "3", "4"]
+    assert seeds(copy.deepcopy(base)) == [str(base["train"]["seed"])]
