@@ -39,6 +39,8 @@ rule warp_metric:
         ),
     log:
         "logs/warp_metric/sub-{subject}.log",
+    benchmark:
+        "benchmarks-out/warp_metric/sub-{subject}.tsv"
     conda:
         "../envs/dmriscope.yaml"
     threads: 1

@@ -52,6 +52,8 @@ rule predict_test:
         predictions=f"{RUN}/predictions.tsv",
     log:
         "logs/predict_test/{model}/{metric}/fold{fold}_seed{seed}.log",
+    benchmark:
+        "benchmarks-out/predict_test/{model}/{metric}/fold{fold}_seed{seed}.tsv"
     conda:
         "../envs/dmriscope.yaml"
     threads: 1

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,32 @@ def setup_logging(log_file: str | os.PathLike | None, level: int = logging.INFO)
     logging.captureWarnings(True)
 
 
+# the last line of every job's log (benchmarks/workflow_profile.py reads it): the rule's own computation, and what the
+# job spent before it (interpreter start-up, Snakemake's script preamble, the script's imports)
+TIMING_FORMAT = "timing: computation %.3f s, start-up %.3f s"
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc; None where it is not there)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_script(main: Callable[..., Any], log_file: str | os.PathLike | None, **kwargs: Any) -> None:
     """Entry point for workflow scripts: log to the rule's log; an `InputError` exits with one line.
 
     Unexpected exceptions keep their traceback (they are bugs, not bad input).
     """
     setup_logging(log_file)
+    startup = process_age()
+    start = time.perf_counter()
     try:
         main(**kwargs)
+        log.info(TIMING_FORMAT, time.perf_counter() - start, startup if startup is not None else float("nan"))
     except InputError as exc:
         log.error("%s", exc)
         sys.stderr.flush()
