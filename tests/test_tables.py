@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 
 from dmriscope.io import InputError
-from dmriscope.render.tables import ci_cell, performance_cell, render_table2, render_table4, table4, table4_markdown
+from dmriscope.render.tables import (
+    ci_cell,
+    matched_cell,
+    performance_cell,
+    render_table2,
+    render_table4,
+    table4,
+    table4_markdown,
+)
 
 MODELS = ["cnn2d", "vit_finetune"]
 METRICS = ["FA", "MD", "MK"]
@@ -94,3 +102,10 @@ def test_chance_check_is_holm_over_all_pairs(tmp_path):
     assert got == pytest.approx(expected)
     md = (tmp_path / "t2.md").read_text()
     assert "1 of 6 AUC CIs exclude 0.5" in md and "1 of 6 beat chance at a family-wise 0.05" in md
+
+
+def test_matched_cell_says_why_it_is_empty():
+    block = {"auc": 0.8123, "n_pairs": 41, "ci": [0.7, 0.9], "caliper_mm3": 1.0}
+    assert matched_cell({"volume_matched": block}) == "0.812 [0.700, 0.900] (41 pairs)"
+    assert matched_cell({"volume_matched": {"auc": None, "n_pairs": 0, "ci": None}}) == "no pair within the caliper"
+    assert matched_cell({}) == "-"

@@ -110,8 +110,11 @@ def chance_sentence(table: pd.DataFrame, metrics: Sequence[str], alpha: float = 
 
 
 def matched_cell(metrics: Mapping) -> str:
-    """``AUC [low, high] (n pairs)`` among volume-matched male-female test pairs; ``-`` when not computed."""
+    """``AUC [low, high] (n pairs)`` among volume-matched male-female test pairs; ``-`` when not computed, and
+    ``no pair within the caliper`` when the sexes' volumes do not overlap (then nothing can be matched)."""
     block = metrics.get("volume_matched")
+    if block and block.get("n_pairs") == 0:
+        return "no pair within the caliper"
     if not block or block.get("auc") is None:
         return "-"
     ci = f" [{block['ci'][0]:.3f}, {block['ci'][1]:.3f}]" if block.get("ci") else ""
