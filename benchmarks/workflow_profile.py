@@ -32,6 +32,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from dmriscope.io import proc_stat
+
 TIMING = re.compile(r"timing: computation ([0-9.]+|nan) s, start-up ([0-9.]+|nan) s")
 
 
@@ -88,11 +90,8 @@ def profile_rows(run_dir: Path) -> list[dict]:
 
 def own_cpu(pid: int) -> float | None:
     """utime + stime (s) of one process, its children not included; None once it has gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = proc_stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_snakemake(run_dir: Path, args: list[str]) -> tuple[float, float]:

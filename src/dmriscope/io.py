@@ -108,13 +108,22 @@ def setup_logging(log_file: str | os.PathLike | None, level: int = logging.INFO)
 TIMING_FORMAT = "timing: computation %.3f s, start-up %.3f s"
 
 
+def proc_stat(pid: int | str = "self") -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 onwards; Linux), or None where it is not there
+    (another OS, or the process has gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def process_age() -> float | None:
     """Seconds since this process started (Linux /proc; None where it is not there)."""
+    fields = proc_stat()
     try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         uptime = float(Path("/proc/uptime").read_text().split()[0])
         return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, TypeError):
         return None
 
 
