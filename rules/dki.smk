@@ -14,6 +14,7 @@ rule fit_dki:
         "logs/fit_dki/sub-{subject}.log",
     benchmark:
         "benchmarks-out/fit_dki/sub-{subject}.tsv"
+    priority: 1  # before the next subject's simulation (rules/registration.smk says why)
     conda:
         "../envs/dmriscope.yaml"
     threads: 1

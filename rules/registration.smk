@@ -1,12 +1,19 @@
-# Registration to the FA template: FA drives it (affine + nonlinear), the same transform carries MD and MK.
+# Registration to the FA template: FA drives it (affine + nonlinear), the same transform carries MD and MK, in one
+# job per subject (a separate warp job spent 1.7 s of its 2.9 s importing antspyx again: README "Benchmarks").
 
 
 rule register_fa:
     input:
         fa="results/dki/sub-{subject}/FA.nii.gz",
+        others=expand(
+            "results/dki/sub-{{subject}}/{metric}.nii.gz", metric=["MD", "MK"]
+        ),
         template="results/template/template_FA.nii.gz",
     output:
         fa="results/registered/sub-{subject}/FA.nii.gz",
+        others=expand(
+            "results/registered/sub-{{subject}}/{metric}.nii.gz", metric=["MD", "MK"]
+        ),
         affine="results/registered/sub-{subject}/xfm_affine.mat",
         warp="results/registered/sub-{subject}/xfm_warp.nii.gz",
         qc_tsv="results/registered/sub-{subject}/qc.tsv",
@@ -15,6 +22,9 @@ rule register_fa:
         "logs/register_fa/sub-{subject}.log",
     benchmark:
         "benchmarks-out/register_fa/sub-{subject}.tsv"
+    # a subject's last stage first: the ready queue stays short, and Snakemake re-stats every ready job's inputs at
+    # each scheduling round (240 subjects: ~30% of a core for the scheduler alone, README "Benchmarks")
+    priority: 2
     conda:
         "../envs/dmriscope.yaml"
     threads: config["registration"]["threads"]
@@ -25,29 +35,3 @@ rule register_fa:
         registration=config["registration"],
     script:
         "../workflow_scripts/register_fa.py"
-
-
-rule warp_metric:
-    input:
-        maps=expand("results/dki/sub-{{subject}}/{metric}.nii.gz", metric=["MD", "MK"]),
-        template="results/template/template_FA.nii.gz",
-        affine="results/registered/sub-{subject}/xfm_affine.mat",
-        warp="results/registered/sub-{subject}/xfm_warp.nii.gz",
-    output:
-        maps=expand(
-            "results/registered/sub-{{subject}}/{metric}.nii.gz", metric=["MD", "MK"]
-        ),
-    log:
-        "logs/warp_metric/sub-{subject}.log",
-    benchmark:
-        "benchmarks-out/warp_metric/sub-{subject}.tsv"
-    conda:
-        "../envs/dmriscope.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    params:
-        registration=config["registration"],
-    script:
-        "../workflow_scripts/warp_metric.py"

@@ -29,7 +29,7 @@ SITE_ENV = {
     "DMRISCOPE_SLURM_PARTITION": "main",
     "DMRISCOPE_SLURM_GPU_PARTITION": "gpu",
 }
-CHAIN = ("synthesize_subject", "fit_dki", "register_fa", "warp_metric")  # one subject's grouped jobs, in DAG order
+CHAIN = ("synthesize_subject", "fit_dki", "register_fa")  # one subject's grouped jobs, in DAG order
 N_SUBJECTS = 2
 CI_CONFIG = str(ROOT / "configs" / "ci.yaml")
 SACCT_FIELDS = ("JobID", "JobName", "State", "Comment", "Account", "Partition", "ReqMem", "Timelimit", "AllocTRES")

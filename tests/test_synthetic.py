@@ -88,7 +88,7 @@ def test_signal_equals_dki_prediction(gtab):
     D, W = ms.mixture_tensors(*ms.compartments(f, f_iso, d_iso, e))
     s0 = np.array([1000.0, 1100.0, 2000.0, 1000.0, 500.0, 1500.0])
     expected = dki_prediction(ms.dki_params(D, W), gtab, S0=s0)
-    np.testing.assert_allclose(ms.dki_signal(D, W, s0, gtab, chunk=4), expected, rtol=1e-6)
+    np.testing.assert_allclose(ms.dki_signal(D, W, s0, *load_hcp_scheme(), chunk=4), expected, rtol=1e-6)
 
 
 def test_true_metrics_follow_the_intra_axonal_fraction():

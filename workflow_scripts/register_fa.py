@@ -1,15 +1,17 @@
-"""Rule register_fa: one subject's FA onto the FA template (transforms, registered FA, QC TSV + PNG)."""
+"""Rule register_fa: one subject's FA onto the FA template (transforms, QC TSV + PNG), then MD and MK carried along."""
 
 from typing import Any
 
 from dmriscope.io import run_script
-from dmriscope.registration import register_fa
+from dmriscope.registration import register_fa, warp_maps
 
 
 def main(
     fa: str,
+    others: list[str],
     template: str,
     out_fa: str,
+    out_others: list[str],
     out_affine: str,
     out_warp: str,
     qc_tsv: str,
@@ -33,6 +35,7 @@ def main(
         threads=threads,
         subject=subject,
     )
+    warp_maps(others, template, out_affine, out_warp, out_others, backend=registration["backend"], threads=threads)
 
 
 if __name__ == "__main__":
@@ -40,8 +43,10 @@ if __name__ == "__main__":
         main,
         snakemake.log[0],
         fa=snakemake.input.fa,
+        others=list(snakemake.input.others),
         template=snakemake.input.template,
         out_fa=snakemake.output.fa,
+        out_others=list(snakemake.output.others),
         out_affine=snakemake.output.affine,
         out_warp=snakemake.output.warp,
         qc_tsv=snakemake.output.qc_tsv,

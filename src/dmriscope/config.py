@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 PAPER_SPLIT = (831, 100, 100)  # train / val / test of 1031 subjects
 METRICS = ("FA", "MD", "MK")
@@ -69,6 +67,8 @@ def subject_ids(config: dict) -> list[str]:
         path = Path(table)
         if not path.exists():
             raise ConfigError(f"config key 'cohort.participants': {path} not found")
+        import pandas as pd  # here, not at the top: every job imports this module for METRICS
+
         frame = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".txt") else ",", dtype=str)
         if "subject" not in frame.columns:
             raise ConfigError(f"config key 'cohort.participants': {path} has no 'subject' column")

@@ -7,7 +7,9 @@ eigenvalue floor `1e-6 / -min(design)` of `DiffusionKurtosisModel`, signals clip
 solves one voxel at a time, ``pinv`` of a 288 x 22 matrix per voxel, a few hundred voxels/s; here a chunk of voxels
 is solved at once through the weighted normal equations on a column-scaled design: one matrix product for all
 voxels, then batched 22 x 22 solves) and MK (`dmriscope.kurtosis`, dipy's `mean_kurtosis` vectorised, ~10x faster
-than its per-voxel loop). tests/test_dki.py checks both against dipy.
+than its per-voxel loop). tests/test_dki.py checks both against dipy. The design matrix and the tensor functions come
+through `dmriscope.tensor` (dipy's own design function, bit-identical copies of the others) and the gradient files
+are read with numpy, so a fit_dki job does not spend 0.7 s importing `dipy.reconst.dki`.
 
 Memory: the 4D image is streamed through nibabel's ``dataobj`` in blocks of whole volumes (file order, so a .nii.gz is
 decompressed once, front to back; z-slabs would decompress the whole file once per slab). Only the masked voxels of
@@ -17,9 +19,12 @@ block (`READ_BLOCK_BYTES`) and one fit chunk (~``chunk_voxels x n_volumes x 8 x 
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
 import json
 import logging
 import os
+import re
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -27,30 +32,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dipy
 import nibabel as nib
 import numpy as np
-from dipy.core.gradients import gradient_table
-from dipy.io.gradients import read_bvals_bvecs
-from dipy.reconst.dki import design_matrix
-from dipy.reconst.dti import (
-    MIN_POSITIVE_SIGNAL,
-    decompose_tensor,
-    fractional_anisotropy,
-    from_lower_triangular,
-    mean_diffusivity,
-)
 
 from dmriscope.config import METRICS
 from dmriscope.io import InputError, atomic_path, load_mask, progress, save_nifti
 from dmriscope.kurtosis import mean_kurtosis_batched
 from dmriscope.shells import check_shells
+from dmriscope.tensor import (
+    MIN_POSITIVE_SIGNAL,
+    UNIT_ATOL,
+    decompose_tensor,
+    dki_design,
+    fractional_anisotropy,
+    from_lower_triangular,
+    mean_diffusivity,
+)
 
 log = logging.getLogger(__name__)
 
 SHELL_TOLERANCE = 50.0  # s/mm^2: a volume belongs to a configured shell when |b - shell| <= this
 B0_THRESHOLD = 50.0  # s/mm^2: volumes at or below this are b0s (their b-vectors may be zero), as in dipy
-UNIT_ATOL = 1e-2  # allowed deviation of a b-vector's norm from 1 (dipy's gradient_table default)
 # a single shell leaves the column-scaled design singular up to the rounding of the b-vectors (~1e-7 relative);
 # HCP's three shells give 0.05, 15 directions on each of two shells 0.03
 MIN_RELATIVE_SINGULAR = 1e-4
@@ -93,7 +95,7 @@ class DkiDesign:
 
 def make_design(bvals: np.ndarray, bvecs: np.ndarray) -> DkiDesign:
     """The DKI design for b-values (g,) in s/mm^2 and unit b-vectors (g, 3); ValueError if it cannot determine DKI."""
-    matrix = design_matrix(gradient_table(np.asarray(bvals, float), bvecs=np.asarray(bvecs, float)))
+    matrix = dki_design(bvals, bvecs)
     scale = 1.0 / np.linalg.norm(matrix, axis=0)
     scaled = matrix * scale
     singular = np.linalg.svd(scaled, compute_uv=False)
@@ -195,17 +197,32 @@ def shell_counts(bvals: np.ndarray, shells: Sequence[float], tolerance: float = 
     return (distance <= tolerance).sum(axis=0)
 
 
+def read_fsl_table(path: str | os.PathLike) -> np.ndarray:
+    """A .bval/.bvec text file as `dipy.io.gradients.read_bvals_bvecs` reads it: tabs and commas count as spaces,
+    ``np.loadtxt``, squeezed (numpy only: importing dipy.io costs 0.3 s per job)."""
+    with open(path) as handle:
+        return np.squeeze(np.loadtxt(io.StringIO(re.sub(r"(\t|,)", " ", handle.read()))))
+
+
+def fsl_bvecs(table: np.ndarray) -> np.ndarray:
+    """b-vectors (g, 3) from a table of 3 rows (FSL) or 3 columns, as `read_bvals_bvecs` orients them."""
+    if 3 not in table.shape:
+        raise ValueError("bvec file should have three rows")
+    table = np.atleast_2d(table)
+    return (table if table.shape[1] == 3 else table.T).astype(float)
+
+
 def read_gradients(bval: str | os.PathLike, bvec: str | os.PathLike, n_volumes: int) -> tuple[np.ndarray, np.ndarray]:
     """FSL b-values (g,) and b-vectors (g, 3) checked against the image's volume count; one-line InputErrors."""
     for path in (bval, bvec):
         if not Path(path).exists():
             raise InputError(f"{path}: file not found")
     try:
-        bvals = np.atleast_1d(read_bvals_bvecs(str(bval), None)[0]).astype(float)
+        bvals = np.atleast_1d(read_fsl_table(bval)).astype(float)
     except (OSError, ValueError) as exc:
         raise InputError(f"{bval}: cannot read b-values ({exc})") from None
     try:
-        bvecs = np.atleast_2d(read_bvals_bvecs(None, str(bvec))[1]).astype(float)
+        bvecs = fsl_bvecs(read_fsl_table(bvec))
     except (OSError, ValueError) as exc:
         raise InputError(f"{bvec}: cannot read b-vectors ({exc})") from None
     if bvals.ndim != 1 or len(bvals) != n_volumes:
@@ -349,7 +366,7 @@ def fit_dki_files(
         "mask_affine_matches_dwi": affine_matches,
         "fit_seconds": round(fit_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
-        "dipy_version": dipy.__version__,
+        "dipy_version": importlib.metadata.version("dipy"),
         "md_units": "mm^2/s",
     }
     with atomic_path(settings_path) as tmp:

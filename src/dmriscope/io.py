@@ -8,6 +8,7 @@ and are renamed into place only when complete).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import logging
 import os
 import sys
@@ -50,12 +51,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype: Any = np.float32) -> None:
-    """Write a NIfTI image atomically."""
+def save_nifti(
+    data: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype: Any = np.float32, compresslevel: int = 1
+) -> None:
+    """Write a NIfTI image atomically; a .nii.gz at gzip `compresslevel` (nibabel's default 1; 0 stores the data
+    uncompressed inside a valid .gz: for big intermediates that only the next job reads)."""
     img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
     img.header.set_xyzt_units("mm", "sec")
     with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+        if compresslevel == 1 or not str(path).endswith(".gz"):
+            nib.save(img, tmp)
+        else:
+            with gzip.open(tmp, "wb", compresslevel=compresslevel) as handle:
+                handle.write(img.to_bytes())
 
 
 def load_nifti(

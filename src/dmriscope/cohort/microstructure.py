@@ -20,9 +20,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from dipy.core.gradients import GradientTable
-from dipy.reconst import dki, dti
 
+from dmriscope import tensor
 from dmriscope.kurtosis import mean_kurtosis_batched
 
 log = logging.getLogger(__name__)
@@ -112,17 +111,20 @@ def lower_triangular(D: np.ndarray) -> np.ndarray:
 
 def dki_params(D: np.ndarray, W: np.ndarray) -> np.ndarray:
     """dipy's DKI parameter vector (N, 27): eigenvalues (descending), eigenvectors (columns, row-major), W."""
-    evals, evecs = dti.decompose_tensor(D)
+    evals, evecs = tensor.decompose_tensor(D)
     return np.concatenate([evals, evecs.reshape(len(D), 9), W], axis=1)
 
 
-def dki_signal(D: np.ndarray, W: np.ndarray, s0: np.ndarray, gtab: GradientTable, chunk: int = 20000) -> np.ndarray:
+def dki_signal(
+    D: np.ndarray, W: np.ndarray, s0: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, chunk: int = 20000
+) -> np.ndarray:
     """The DKI signal ``S0 exp(-b D(g) + b^2 MD^2 W(g) / 6)``, float32 (N, n_volumes).
 
     Same as `dipy.reconst.dki.dki_prediction` (tested against it) but vectorised: dipy's own design matrix times
-    the parameter vector [D (6), W MD^2 (15), -log S0], in float64 chunks of `chunk` voxels.
+    the parameter vector [D (6), W MD^2 (15), -log S0], in float64 chunks of `chunk` voxels; b-values (g,) in
+    s/mm^2 and b-vectors (g, 3) as for `gradient_table`.
     """
-    design = dki.design_matrix(gtab)
+    design = tensor.dki_design(bvals, bvecs)
     md = np.trace(D, axis1=1, axis2=2) / 3.0
     params = np.concatenate(
         [lower_triangular(D), W * (md**2)[:, None], -np.log(np.asarray(s0, dtype=np.float64))[:, None]], axis=1
@@ -134,7 +136,7 @@ def dki_signal(D: np.ndarray, W: np.ndarray, s0: np.ndarray, gtab: GradientTable
 
 
 def scalar_maps(D: np.ndarray, W: np.ndarray, min_kurtosis: float, max_kurtosis: float) -> dict[str, np.ndarray]:
-    """True FA, MD (mm^2/s) and MK, each (N,), through dipy's functions (MK clipped like the fit's).
+    """True FA, MD (mm^2/s) and MK, each (N,), through dipy's functions (`dmriscope.tensor`; MK clipped like the fit's).
 
     MK uses `dmriscope.kurtosis.mean_kurtosis_batched`, dipy's analytic `mean_kurtosis` vectorised over voxels
     (tested equal to dipy to 1e-13 in tests/test_dki.py; ~12x faster, which halves the synthesis time).
@@ -142,8 +144,8 @@ def scalar_maps(D: np.ndarray, W: np.ndarray, min_kurtosis: float, max_kurtosis:
     params = dki_params(D, W)
     evals = params[:, :3]
     return {
-        "FA": dti.fractional_anisotropy(evals),
-        "MD": dti.mean_diffusivity(evals),
+        "FA": tensor.fractional_anisotropy(evals),
+        "MD": tensor.mean_diffusivity(evals),
         "MK": mean_kurtosis_batched(params, min_kurtosis, max_kurtosis),
     }
 
