@@ -1,8 +1,9 @@
 """How long Snakemake takes to build the paper-scale DAG (configs/hcp.yaml, 1031 subjects) in a dry run.
 
 A generated HCP-style CSV (1031 subjects with diffusion data + some without) and subject list stand in for the
-user's files in a temporary working directory; nothing is downloaded. Target: <= 30 s. Prints a table; exits 1
-when a run is over the target.
+user's files in a temporary working directory; nothing is downloaded. Target: <= 10 s. Prints a table; exits 1
+when a run is over the target. A SLURM client (scontrol) without a reachable controller adds ~9 s to every Snakemake
+start: the SLURM executor plugin asks `scontrol show config` when Snakemake loads it.
 
     .venv/bin/python benchmarks/dag_build.py [--subjects 1031] [--repeats 1]
 """
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET_S = 30.0
+TARGET_S = 10.0  # issue 14
 
 
 def write_fixture(folder: Path, n_subjects: int, n_without_dmri: int = 34, seed: int = 0) -> Path:

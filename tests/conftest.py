@@ -11,6 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """SLURM tests last (a stable sort: the rest keep their order). Once they have installed SLURM and stopped its
+    daemons, every later `snakemake` start waits 9 s: the SLURM executor plugin runs `scontrol show config` (10 s
+    timeout) when Snakemake loads it, and scontrol retries an absent controller."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
