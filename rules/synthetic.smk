@@ -66,7 +66,7 @@ rule synthesize_subject:
         "../envs/dmriscope.yaml"
     threads: 1
     resources:
-        mem_mb=1500,
+        mem_mb=synthesize_mem_mb,
         runtime=10,
     params:
         synthetic=config["synthetic"],

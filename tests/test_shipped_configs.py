@@ -23,6 +23,7 @@ OVERLAYS = [
     ("size-only-15.yaml",),
     ("hcp.yaml",),
     ("ci.yaml",),
+    ("paper-scale.yaml",),
     ("cohort-b.yaml", "kfold.yaml"),
     ("cohort-c.yaml", "kfold.yaml"),
     ("null.yaml", "kfold.yaml"),

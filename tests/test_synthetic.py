@@ -329,3 +329,18 @@ def test_build_participants_draws_or_passes_the_table_through(tmp_path, ci):
     sy.build_participants(["g1", "g2"], {**ci["cohort"], "participants": given}, str(out))
     table = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
     assert list(table["subject"]) == ["g1", "g2"] and list(table["sex"]) == ["f", "X"]  # rows validated per subject
+
+
+def test_native_voxel_size_other_than_the_templates(phantoms, ci_texture, ci):
+    """synthetic.native_voxel_mm (HCP: 1.25 mm DWI on a 1 mm template): the native grid has that voxel, covers the
+    same field of view, and the same subject's brain has the same physical volume (within partial-voluming)."""
+    anatomies = {}
+    for voxel in (None, 4.0):  # ci's template is 6 mm
+        syn = {**ci["synthetic"], "native_voxel_mm": voxel}
+        anatomies[voxel] = sy.subject_anatomy("s1", "F", 30.0, phantoms["ci"], ci_texture, syn, SEED, ci["dki"])
+    coarse, fine = anatomies[None], anatomies[4.0]
+    assert np.allclose(np.diag(fine["affine"])[:3], 4.0) and np.allclose(np.diag(coarse["affine"])[:3], 6.0)
+    fov = [np.array(a["mask"].shape) * np.diag(a["affine"])[:3] for a in (coarse, fine)]
+    assert np.all(np.abs(fov[0] - fov[1]) <= 2 * 6.0)  # the padding rounds to whole voxels on each side
+    volumes = [a["mask"].sum() * abs(np.linalg.det(a["affine"][:3, :3])) for a in (coarse, fine)]
+    assert abs(volumes[1] / volumes[0] - 1) < 0.1, volumes

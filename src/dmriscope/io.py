@@ -63,7 +63,7 @@ def save_nifti(
             nib.save(img, tmp)
         else:
             with gzip.open(tmp, "wb", compresslevel=compresslevel) as handle:
-                handle.write(img.to_bytes())
+                img.to_stream(handle)  # streamed: no second in-memory copy of a 2 GB HCP-size DWI
 
 
 def load_nifti(

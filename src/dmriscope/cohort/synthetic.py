@@ -84,9 +84,16 @@ def brain_scale(sex: str, synthetic: dict, rng: np.random.Generator) -> float:
     return float((half if sex == "M" else 1.0 / half) * math.exp(rng.normal(0.0, synthetic["scale_sd"])))
 
 
+def native_voxel_mm(synthetic: dict) -> float:
+    """The native (acquisition) voxel size: `synthetic.native_voxel_mm`, or the template's when that is null."""
+    return float(synthetic.get("native_voxel_mm") or synthetic["voxel_mm"])
+
+
 def native_shape(synthetic: dict) -> tuple[int, int, int]:
-    """Native grid (same voxel size as the template) large enough for a brain 3 SD above the male mean size."""
-    voxel, shape = synthetic["voxel_mm"], np.asarray(synthetic["template_shape"])
+    """Native grid of `native_voxel_mm` voxels: the template's field of view, grown until it holds a brain 3 SD
+    above the male mean size."""
+    voxel = native_voxel_mm(synthetic)
+    shape = np.round(np.asarray(synthetic["template_shape"]) * synthetic["voxel_mm"] / voxel).astype(int)
     largest = max(synthetic["male_scale"], 1.0 / synthetic["male_scale"]) ** 0.5 * math.exp(3 * synthetic["scale_sd"])
     needed = ph.BRAIN_SEMI_AXES_MM * largest + 2.5 * synthetic["deformation_mm"]
     pad = np.ceil(np.maximum(needed - voxel * shape / 2, 0) / voxel).astype(int)
@@ -230,10 +237,11 @@ def subject_anatomy(
     scale = brain_scale(sex, synthetic, subject_rng(seed, subject, "scale"))
     f_region = region_fractions(sex, age, synthetic, subject_rng(seed, subject, "microstructure"))
     shape = native_shape(synthetic)
-    affine = ph.template_affine(shape, synthetic["voxel_mm"])
+    voxel = native_voxel_mm(synthetic)
+    affine = ph.template_affine(shape, voxel)
     brain_ellipsoid = ph.surface_depth(ph.grid_points(shape, affine) / scale) >= 0
     u = displacement_field(
-        brain_ellipsoid, synthetic["voxel_mm"], synthetic["deformation_mm"], synthetic["deformation_smoothness_mm"],
+        brain_ellipsoid, voxel, synthetic["deformation_mm"], synthetic["deformation_smoothness_mm"],
         subject_rng(seed, subject, "deformation"),
     )  # fmt: skip
     points, jacobian = pull_back(affine, shape, scale, u)
