@@ -40,14 +40,14 @@ from dmriscope import dki
 GYROMAGNETIC_RATIO = 2.6751525e8  # rad/s/T, 1H
 ISBI_DIR = "dmipy/data/isbi2015_white_matter_challenge"
 ISBI_TE = 0.067  # s
-ISBI_SHELLS = (0.0, 1010.0, 2100.0)  # s/mm^2, +-50
+ISBI_SHELLS = (0.0, 1010.0, 2100.0)  # s/mm^2, within dki.SHELL_TOLERANCE
 SMALL_101D_MAX_B = 3000.0
 # MRtrix3's kurtosis-tensor element order (dwi2tensor -dkt), as indices (i, j, k, l), and dipy's order
 MRTRIX_KT = ("xxxx", "yyyy", "zzzz", "xxxy", "xxxz", "xyyy", "xzzz", "yyyz", "yzzz", "xxyy", "xxzz", "yyzz", "xxyz",
              "xyyz", "xyzz")  # fmt: skip
 DIPY_KT = ("xxxx", "yyyy", "zzzz", "xxxy", "xxxz", "xyyy", "yyyz", "xzzz", "yzzz", "xxyy", "xxzz", "yyzz", "xxyz",
            "xyyz", "xyzz")  # fmt: skip
-CONFIG = {"fit_method": "WLS", "min_kurtosis": 0.0, "max_kurtosis": 3.0}
+KURTOSIS_RANGE = {"min_kurtosis": 0.0, "max_kurtosis": 3.0}  # MK clipped as the workflow clips it
 N_DIRECTIONS = 10000  # directions of the numerical MK
 
 
@@ -73,7 +73,7 @@ def isbi2015() -> Acquisition:
     signals = np.hstack([np.loadtxt(folder / f"{name}.txt", skiprows=1) for name in ("genu", "fornix")]).T
     bvecs, G, Delta, delta, te = scheme[:, :3], scheme[:, 3], scheme[:, 4], scheme[:, 5], scheme[:, 6]
     bvals = (GYROMAGNETIC_RATIO * G * delta) ** 2 * (Delta - delta / 3.0) * 1e-6
-    keep = np.isclose(te, ISBI_TE) & (np.abs(bvals[:, None] - np.asarray(ISBI_SHELLS)[None]) <= 50.0).any(axis=1)
+    keep = np.isclose(te, ISBI_TE) & dki.select_volumes(bvals, ISBI_SHELLS)
     return Acquisition("ISBI 2015 in vivo WM (12 voxels, TE 67 ms)", bvals[keep], bvecs[keep], signals[:, keep])
 
 
@@ -83,8 +83,7 @@ def small_101d() -> Acquisition:
 
     image, bval, bvec = get_fnames(name="small_101D")
     data = np.asarray(nib.load(image).dataobj, dtype=np.float64)
-    bvals = dki.read_fsl_table(bval).astype(float)
-    bvecs = dki.fsl_bvecs(dki.read_fsl_table(bvec))
+    bvals, bvecs = dki.read_gradients(bval, bvec, data.shape[3])
     keep = bvals <= SMALL_101D_MAX_B
     b0 = data[..., bvals <= dki.B0_THRESHOLD].mean(axis=-1)
     # and no zero in the kept volumes: a log of 0 is clipped differently by each package (dipy: 1e-4)
@@ -97,7 +96,7 @@ def small_101d() -> Acquisition:
 
 def fit_dmriscope(acq: Acquisition, method: str = "WLS") -> dict[str, np.ndarray]:
     """dmriscope's batched fit (WLS or OLS): FA, MD (mm^2/s), MK."""
-    return dki.fit_signals(acq.signals, dki.make_design(acq.bvals, acq.bvecs), **_kurtosis_range(), method=method)
+    return dki.fit_signals(acq.signals, dki.make_design(acq.bvals, acq.bvecs), **KURTOSIS_RANGE, method=method)
 
 
 def fit_dipy(acq: Acquisition, method: str = "WLS") -> dict[str, np.ndarray]:
@@ -106,7 +105,7 @@ def fit_dipy(acq: Acquisition, method: str = "WLS") -> dict[str, np.ndarray]:
     from dipy.reconst.dki import DiffusionKurtosisModel
 
     fit = DiffusionKurtosisModel(gradient_table(acq.bvals, bvecs=acq.bvecs), fit_method=method).fit(acq.signals)
-    return {"FA": fit.fa, "MD": fit.md, "MK": fit.mk(**_kurtosis_range())}
+    return {"FA": fit.fa, "MD": fit.md, "MK": fit.mk(**KURTOSIS_RANGE)}
 
 
 def mrtrix_available() -> bool:
@@ -115,7 +114,7 @@ def mrtrix_available() -> bool:
 
 def fit_mrtrix(acq: Acquisition, ols: bool = True) -> dict[str, np.ndarray]:
     """MRtrix3's fit: ``dwi2tensor -ols -iter 0`` (OLS, the estimator both sides share exactly) or its default
-    (WLS with the measured signal as weights, then 2 reweightings... as 3.0.3 counts them, see the module docstring).
+    (``-iter 2``: WLS weighted by the measured signal, then reweighting as 3.0.3 counts it; module docstring).
     FA and MD from `tensor2metric`; MK from MRtrix's kurtosis tensor twice: dipy's analytic formula (``MK``) and,
     independent of any dipy code, the mean apparent kurtosis over `N_DIRECTIONS` directions (``MK_directional``)."""
     fit = ["-ols", "-iter", "0"] if ols else []
@@ -149,7 +148,7 @@ def analytic_mk(dt: np.ndarray, dkt: np.ndarray) -> np.ndarray:
     tensors, kt = _dipy_tensors(dt, dkt)
     evals, evecs = decompose_tensor(tensors)
     params = np.concatenate([evals, evecs.reshape(len(evals), 9), kt], axis=1)
-    return mean_kurtosis_batched(params, CONFIG["min_kurtosis"], CONFIG["max_kurtosis"])
+    return mean_kurtosis_batched(params, **KURTOSIS_RANGE)
 
 
 def directional_mk(dt: np.ndarray, dkt: np.ndarray, n_directions: int = N_DIRECTIONS) -> np.ndarray:
@@ -165,7 +164,7 @@ def directional_mk(dt: np.ndarray, dkt: np.ndarray, n_directions: int = N_DIRECT
     multiplicity = np.array([_permutations(name) for name in DIPY_KT])
     w_n = kt @ (multiplicity[:, None] * np.prod(n[None] ** counts[:, None, :], axis=2))  # (v, m)
     md = np.trace(tensors, axis1=1, axis2=2) / 3.0
-    apparent = np.clip(md[:, None] ** 2 * w_n / d_n**2, CONFIG["min_kurtosis"], CONFIG["max_kurtosis"])
+    apparent = np.clip(md[:, None] ** 2 * w_n / d_n**2, *KURTOSIS_RANGE.values())
     return apparent.mean(axis=1)
 
 
@@ -187,10 +186,6 @@ def agreement(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) ->
         delta = np.abs(np.asarray(values, float) - np.asarray(ref, float))
         rows[metric] = (float(delta.max()), float(np.median(delta)))
     return rows
-
-
-def _kurtosis_range() -> dict[str, float]:
-    return {"min_kurtosis": CONFIG["min_kurtosis"], "max_kurtosis": CONFIG["max_kurtosis"]}
 
 
 def _mrtrix(folder: Path, *args: str) -> None:
