@@ -38,7 +38,8 @@ wildcard_constraints:
 
 def synthesize_mem_mb(wildcards, attempt=1):
     """synthesize_subject's memory: the float32 DWI (native voxels x 288 volumes x 4 bytes) 1.6 times over (peak RSS
-    6.5 GB at HCP's 1.25 mm geometry on a 1 mm template, configs/paper-scale.yaml), at least 1500 MB."""
+    6.5 GB at HCP's 1.25 mm geometry on a 1 mm template, configs/paper-scale.yaml), at least 1500 MB.
+    """
     syn = config["synthetic"]
     # dmriscope.cohort.synthetic.native_voxel_mm's rule, not imported: that module pulls scipy into every DAG build
     native = syn["native_voxel_mm"] or syn["voxel_mm"]
