@@ -11,7 +11,7 @@ from dipy.reconst import dki, dti
 
 from dmriscope import tensor
 from dmriscope.cohort.gradients import load_hcp_scheme
-from dmriscope.dki import fsl_bvecs, read_fsl_table
+from dmriscope.shells import fsl_bvecs, read_fsl_table
 
 
 def random_tensors(n: int, rng: np.random.Generator) -> np.ndarray:

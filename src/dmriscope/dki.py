@@ -10,7 +10,7 @@ weights with the 95 distinct column products for all voxels, then batched 22 x 2
 (`dmriscope.kurtosis`, dipy's `mean_kurtosis` vectorised, ~10x faster than its per-voxel loop). tests/test_dki.py
 checks both against dipy. The design matrix and the tensor functions come
 through `dmriscope.tensor` (dipy's own design function, bit-identical copies of the others) and the gradient files
-are read with numpy, so a fit_dki job does not spend 0.7 s importing `dipy.reconst.dki`.
+are read with numpy (`dmriscope.shells`), so a fit_dki job does not spend 0.7 s importing `dipy.reconst.dki`.
 
 Memory: the 4D image is streamed through nibabel's ``dataobj`` in blocks of whole volumes (file order, so a .nii.gz is
 decompressed once, front to back; z-slabs would decompress the whole file once per slab). Only the masked voxels of
@@ -21,14 +21,12 @@ block (`READ_BLOCK_BYTES`) and one fit chunk (~``chunk_voxels x n_volumes x 8 x 
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import json
 import logging
 import os
-import re
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +37,9 @@ import numpy as np
 from dmriscope.config import METRICS
 from dmriscope.io import InputError, atomic_path, load_mask, progress, save_nifti
 from dmriscope.kurtosis import mean_kurtosis_batched
-from dmriscope.shells import check_shells
+from dmriscope.shells import SHELL_TOLERANCE, check_shells, read_gradients, shell_counts
 from dmriscope.tensor import (
     MIN_POSITIVE_SIGNAL,
-    UNIT_ATOL,
     decompose_tensor,
     dki_design,
     fractional_anisotropy,
@@ -52,8 +49,6 @@ from dmriscope.tensor import (
 
 log = logging.getLogger(__name__)
 
-SHELL_TOLERANCE = 50.0  # s/mm^2: a volume belongs to a configured shell when |b - shell| <= this
-B0_THRESHOLD = 50.0  # s/mm^2: volumes at or below this are b0s (their b-vectors may be zero), as in dipy
 # a single shell leaves the column-scaled design singular up to the rounding of the b-vectors (~1e-7 relative);
 # HCP's three shells give 0.05, 15 directions on each of two shells 0.03
 MIN_RELATIVE_SINGULAR = 1e-4
@@ -226,63 +221,6 @@ def fit_signals(
         for metric, values in params_to_metrics(params, min_kurtosis, max_kurtosis).items():
             out[metric][start:stop] = values
     return out
-
-
-def select_volumes(bvals: np.ndarray, shells: Sequence[float], tolerance: float = SHELL_TOLERANCE) -> np.ndarray:
-    """Boolean (g,): volumes whose b (s/mm^2) lies within `tolerance` of one of the configured `shells`."""
-    distance = np.abs(np.asarray(bvals, float)[:, None] - np.asarray(shells, float)[None, :])
-    return (distance <= tolerance).any(axis=1)
-
-
-def shell_counts(bvals: np.ndarray, shells: Sequence[float], tolerance: float = SHELL_TOLERANCE) -> np.ndarray:
-    """Number of volumes (b in s/mm^2) within `tolerance` of each shell, (n_shells,) int."""
-    distance = np.abs(np.asarray(bvals, float)[:, None] - np.asarray(shells, float)[None, :])
-    return (distance <= tolerance).sum(axis=0)
-
-
-def read_fsl_table(path: str | os.PathLike) -> np.ndarray:
-    """A .bval/.bvec text file as `dipy.io.gradients.read_bvals_bvecs` reads it: tabs and commas count as spaces,
-    ``np.loadtxt``, squeezed (numpy only: importing dipy.io costs 0.3 s per job)."""
-    with open(path) as handle:
-        return np.squeeze(np.loadtxt(io.StringIO(re.sub(r"(\t|,)", " ", handle.read()))))
-
-
-def fsl_bvecs(table: np.ndarray) -> np.ndarray:
-    """b-vectors (g, 3) from a table of 3 rows (FSL) or 3 columns, as `read_bvals_bvecs` orients them."""
-    if 3 not in table.shape:
-        raise ValueError("bvec file should have three rows")
-    table = np.atleast_2d(table)
-    return (table if table.shape[1] == 3 else table.T).astype(float)
-
-
-def read_gradients(bval: str | os.PathLike, bvec: str | os.PathLike, n_volumes: int) -> tuple[np.ndarray, np.ndarray]:
-    """FSL b-values (g,) and b-vectors (g, 3) checked against the image's volume count; one-line InputErrors."""
-    for path in (bval, bvec):
-        if not Path(path).exists():
-            raise InputError(f"{path}: file not found")
-    try:
-        bvals = np.atleast_1d(read_fsl_table(bval)).astype(float)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{bval}: cannot read b-values ({exc})") from None
-    try:
-        bvecs = fsl_bvecs(read_fsl_table(bvec))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{bvec}: cannot read b-vectors ({exc})") from None
-    if bvals.ndim != 1 or len(bvals) != n_volumes:
-        raise InputError(f"{bval}: {bvals.size} b-values for {n_volumes} volumes")
-    if len(bvecs) != n_volumes:
-        raise InputError(f"{bvec}: {len(bvecs)} b-vectors for {n_volumes} volumes")
-    if not (np.all(np.isfinite(bvals)) and np.all(np.isfinite(bvecs))) or bvals.min() < 0:
-        raise InputError(f"{bval} / {bvec}: negative or non-finite gradient values")
-    norms = np.linalg.norm(bvecs, axis=1)
-    bad = (bvals > B0_THRESHOLD) & (np.abs(norms - 1.0) > UNIT_ATOL)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{bvec}: {int(bad.sum())} b-vectors of diffusion-weighted volumes are not unit length "
-            f"(volume {first}: norm {norms[first]:.4f})"
-        )
-    return bvals, bvecs
 
 
 def open_dwi(dwi: str | os.PathLike) -> nib.Nifti1Image:

@@ -35,12 +35,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from dmriscope import dki
+from dmriscope import dki, shells
 
 GYROMAGNETIC_RATIO = 2.6751525e8  # rad/s/T, 1H
 ISBI_DIR = "dmipy/data/isbi2015_white_matter_challenge"
 ISBI_TE = 0.067  # s
-ISBI_SHELLS = (0.0, 1010.0, 2100.0)  # s/mm^2, within dki.SHELL_TOLERANCE
+ISBI_SHELLS = (0.0, 1010.0, 2100.0)  # s/mm^2, within shells.SHELL_TOLERANCE
 SMALL_101D_MAX_B = 3000.0
 # MRtrix3's kurtosis-tensor element order (dwi2tensor -dkt), as indices (i, j, k, l), and dipy's order
 MRTRIX_KT = ("xxxx", "yyyy", "zzzz", "xxxy", "xxxz", "xyyy", "xzzz", "yyyz", "yzzz", "xxyy", "xxzz", "yyzz", "xxyz",
@@ -73,7 +73,7 @@ def isbi2015() -> Acquisition:
     signals = np.hstack([np.loadtxt(folder / f"{name}.txt", skiprows=1) for name in ("genu", "fornix")]).T
     bvecs, G, Delta, delta, te = scheme[:, :3], scheme[:, 3], scheme[:, 4], scheme[:, 5], scheme[:, 6]
     bvals = (GYROMAGNETIC_RATIO * G * delta) ** 2 * (Delta - delta / 3.0) * 1e-6
-    keep = np.isclose(te, ISBI_TE) & dki.select_volumes(bvals, ISBI_SHELLS)
+    keep = np.isclose(te, ISBI_TE) & shells.select_volumes(bvals, ISBI_SHELLS)
     return Acquisition("ISBI 2015 in vivo WM (12 voxels, TE 67 ms)", bvals[keep], bvecs[keep], signals[:, keep])
 
 
@@ -83,9 +83,9 @@ def small_101d() -> Acquisition:
 
     image, bval, bvec = get_fnames(name="small_101D")
     data = np.asarray(nib.load(image).dataobj, dtype=np.float64)
-    bvals, bvecs = dki.read_gradients(bval, bvec, data.shape[3])
+    bvals, bvecs = shells.read_gradients(bval, bvec, data.shape[3])
     keep = bvals <= SMALL_101D_MAX_B
-    b0 = data[..., bvals <= dki.B0_THRESHOLD].mean(axis=-1)
+    b0 = data[..., bvals <= shells.B0_THRESHOLD].mean(axis=-1)
     # and no zero in the kept volumes: a log of 0 is clipped differently by each package (dipy: 1e-4)
     voxels = (b0 > np.percentile(b0, 20)) & (data[..., keep] > 0).all(axis=-1)
     n_voxels = int(voxels.sum())
