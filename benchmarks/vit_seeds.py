@@ -22,7 +22,7 @@ import yaml
 from dmriscope.config import load_config
 from dmriscope.engine import predict, train_model_files
 from dmriscope.engine_state import load_model
-from dmriscope.evaluate import classification_metrics
+from dmriscope.scores import classification_metrics
 from dmriscope.tensors import open_dataset
 
 

@@ -3,21 +3,19 @@
 import math
 import sys
 
+from dmriscope.cohort.subjects import load_cohort
 from dmriscope.config import (
     METRICS,
     WORKFLOW_MODELS,
     ConfigError,
     folds,
     inner_val_count,
-    load_config,
     seeds,
     split_counts,
-    subject_ids,
 )
 
 try:
-    load_config(config)
-    SUBJECTS = subject_ids(config)
+    SUBJECTS = load_cohort(config)
 except ConfigError as exc:
     sys.exit(f"dmriscope: {exc}")
 

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dmriscope.brain_size import brain_volume, matched_auc, measure_brain_volumes, size_only_predictions
+from dmriscope.brain_size import brain_volume, measure_brain_volumes
 from dmriscope.io import InputError, save_nifti
+from dmriscope.size_baseline import matched_auc, size_only_predictions
 
 
 def test_volume_is_voxels_times_voxel_size(tmp_path):

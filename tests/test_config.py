@@ -10,7 +10,8 @@ import sys
 import pytest
 import yaml
 
-from dmriscope.config import ConfigError, load_config, split_counts, subject_ids
+from dmriscope.cohort.subjects import load_cohort, subject_ids
+from dmriscope.config import ConfigError, split_counts
 
 
 @pytest.fixture()
@@ -19,7 +20,8 @@ def default_config(project_root):
 
 
 def test_defaults_are_filled(default_config):
-    config = load_config(copy.deepcopy(default_config))
+    config = copy.deepcopy(default_config)
+    load_cohort(config)
     assert config["dki"]["max_kurtosis"] == 3.0
     assert config["registration"]["seed"] == 1
     assert len(subject_ids(config)) == config["cohort"]["n_subjects"]
@@ -48,7 +50,7 @@ def test_bad_config_names_the_key(default_config, edit, key):
     config.setdefault("synthetic", {}).setdefault("sex_effects", [{"region": 3, "size": 1.0}])
     edit(config)
     with pytest.raises(ConfigError) as info:
-        load_config(config)
+        load_cohort(config)
     assert f"'{key}" in str(info.value)
 
 

@@ -14,7 +14,8 @@ from dmriscope.cohort.demographics import (
     hcp_cohort,
     read_subject_list,
 )
-from dmriscope.config import ConfigError, subject_ids, validate_schema
+from dmriscope.cohort.subjects import subject_ids
+from dmriscope.config import ConfigError, validate_schema
 from dmriscope.io import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -128,7 +129,7 @@ def test_bad_subject_lists(tmp_path, text, message):
 
 
 def test_parse_time_subjects_match_the_rule(tmp_path):
-    """The DAG's subject list (config.subject_ids) and the rule's participants table cannot disagree."""
+    """The DAG's subject list (cohort.subjects.subject_ids) and the rule's participants table cannot disagree."""
     csv = tmp_path / "hcp.csv"
     shutil.copy(CSV, csv)
     config = validate_schema(

@@ -14,8 +14,8 @@ from torch import nn
 from dmriscope.augment import RegionOccluder, random_shift
 from dmriscope.engine import FitResult, fit, predict, selection_start, train_model_files
 from dmriscope.engine_state import BalancedLoss, TrainSettings, load_model, torch_threads, warmup_cosine
-from dmriscope.evaluate import bootstrap_auc_ci, classification_metrics
 from dmriscope.io import InputError, read_history
+from dmriscope.scores import bootstrap_auc_ci, classification_metrics
 from dmriscope.tensors import INDEX_COLUMNS, open_dataset
 
 GRID = (6, 8, 8)

@@ -11,11 +11,11 @@ from sklearn.metrics import roc_auc_score
 
 from dmriscope.engine import predict, train_model_files
 from dmriscope.engine_state import load_model, torch_threads
-from dmriscope.evaluate import (
+from dmriscope.evaluate import predict_test_files
+from dmriscope.scores import (
     PREDICTION_COLUMNS,
     bootstrap_auc_ci,
     classification_metrics,
-    predict_test_files,
     rank_auc,
     summarise,
 )
@@ -166,7 +166,7 @@ def test_predict_and_summarise_a_seed_ensemble(tmp_path):
 def test_auc_p_value_is_the_exact_rank_test():
     from math import comb
 
-    from dmriscope.evaluate import auc_p_value
+    from dmriscope.scores import auc_p_value
 
     labels = np.r_[np.ones(5), np.zeros(5)].astype(int)  # scipy's exact null distribution at n <= 8 per class
     separated = np.r_[np.linspace(0.6, 0.9, 5), np.linspace(0.1, 0.4, 5)]

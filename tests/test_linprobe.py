@@ -16,11 +16,11 @@ from test_engine import datasets, write_store
 
 from dmriscope.engine import predict, train_model_files
 from dmriscope.engine_state import load_model, torch_threads
-from dmriscope.evaluate import classification_metrics
 from dmriscope.io import InputError
 from dmriscope.linear_probe import fit_logistic, install_head
 from dmriscope.models.vit import ViTClassifier
 from dmriscope.pretrain import pretrain_mae2d, pretrain_mae3d
+from dmriscope.scores import classification_metrics
 
 VIT = {"dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "patch": [3, 4, 4], "pool": "mean"}
 PRETRAIN = {

@@ -13,8 +13,6 @@ from dmriscope.models import build_model, positive_probability
 from dmriscope.normalise import Normaliser
 from dmriscope.occlusion import (
     DELTA_P_COLUMNS,
-    atlas_regions,
-    mean_wm_value,
     occlude_batch,
     occlude_captum,
     occlude_dataset,
@@ -22,6 +20,7 @@ from dmriscope.occlusion import (
     occlude_one_at_a_time,
 )
 from dmriscope.occlusion_slabs import is_slab_model, touched_slabs
+from dmriscope.regions import atlas_regions, mean_wm_value
 from dmriscope.stats import region_statistics, significant_regions
 
 GRID = (6, 8, 8)

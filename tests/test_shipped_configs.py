@@ -10,6 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
+from dmriscope.cohort.subjects import load_cohort
 from dmriscope.config import load_config, seeds
 
 OVERLAYS = [
@@ -59,7 +60,7 @@ def test_shipped_config_validates(project_root, names, tmp_path, monkeypatch):
     if "hcp.yaml" in names:  # its demographics and subject list are the user's files, read at validation
         hcp_inputs(tmp_path)
         monkeypatch.chdir(tmp_path)
-    load_config(merged(project_root, names))
+    load_cohort(merged(project_root, names))  # the schema, and the split against the cohort's subjects
 
 
 def test_overlays_change_what_they_say(project_root):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmriscope.config import load_config, subject_ids
+from dmriscope.cohort.subjects import load_cohort
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -124,7 +124,7 @@ def cohort_run(slurm_cluster, tmp_path_factory) -> tuple[Path, list[dict[str, st
 
     Returns the working directory, the run's sacct rows, the subjects registered and the cohort size.
     """
-    cohort = subject_ids(load_config(yaml.safe_load(Path(CI_CONFIG).read_text())))
+    cohort = load_cohort(yaml.safe_load(Path(CI_CONFIG).read_text()))
     subjects = cohort[:N_SUBJECTS]
     cpus, mem = slurm_cluster
     need_mem = N_SUBJECTS * max(chain_value(rule, "mem_mb") for rule in CHAIN)

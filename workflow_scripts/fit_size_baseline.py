@@ -1,7 +1,7 @@
 """Rule fit_size_baseline: sex from native brain volume alone (logistic regression per fold), as Table 2's yardstick."""
 
-from dmriscope.brain_size import fit_size_baseline
 from dmriscope.io import run_script
+from dmriscope.size_baseline import fit_size_baseline
 
 if __name__ == "__main__":
     run_script(

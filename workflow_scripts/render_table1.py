@@ -1,7 +1,7 @@
 """Rule render_table1: the cohort by sex and age bin in each set (the paper's Table 1)."""
 
 from dmriscope.io import run_script
-from dmriscope.split import render_table1_files
+from dmriscope.render.analysis_tables import render_table1_files
 
 if __name__ == "__main__":
     run_script(

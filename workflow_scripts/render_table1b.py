@@ -1,7 +1,7 @@
 """Rule render_table1b: native brain volume by sex in each set (Table 1b)."""
 
 from dmriscope.io import run_script
-from dmriscope.split import render_volume_table_files
+from dmriscope.render.analysis_tables import render_volume_table_files
 
 if __name__ == "__main__":
     run_script(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dmriscope.io import InputError
-from dmriscope.occlusion import mean_wm_value
+from dmriscope.regions import mean_wm_value
 
 MAX_REGIONS = 3
 

@@ -1,5 +1,6 @@
-"""Brain size, the confound registration is meant to remove: each subject's native brain volume, a classifier of
-sex from volume alone, and each model's AUC among volume-matched male-female pairs.
+"""Brain size, the confound registration is meant to remove: each subject's native brain volume, and the matching
+of males and females on it (before the split, config `split.match: volume`). The size-only classifier and the
+volume-matched AUC of every model are scored in `dmriscope.size_baseline`.
 
 - Volume: voxels of the native-space brain mask (``results/raw/sub-*/brain_mask.nii.gz``: the phantom's brain for
   synthetic cohorts, HCP's ``nodif_brain_mask`` for HCP) times the voxel volume from the affine, in mm^3.
@@ -69,44 +70,6 @@ def matched_pairs(labels: np.ndarray, volumes: np.ndarray, caliper: float) -> tu
     return males[m], females[f]
 
 
-def pair_auc(scores: np.ndarray, male: np.ndarray, female: np.ndarray) -> float | None:
-    """Fraction of pairs in which the male scores higher (ties one half); None without pairs."""
-    if male.size == 0:
-        return None
-    diff = scores[male] - scores[female]
-    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
-
-
-def matched_auc(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    volumes: np.ndarray,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict:
-    """The volume-matched AUC, its number of pairs and caliper, and a percentile CI from a stratified bootstrap of
-    subjects (pairs re-formed in every resample)."""
-    labels, scores, volumes = np.asarray(labels).astype(int), np.asarray(scores, float), np.asarray(volumes, float)
-    caliper = CALIPER_SD * float(np.std(volumes, ddof=1)) if volumes.size > 1 else 0.0
-    male, female = matched_pairs(labels, volumes, caliper)
-    out = {"auc": pair_auc(scores, male, female), "n_pairs": int(male.size), "caliper_mm3": caliper, "ci": None}
-    if out["auc"] is None:
-        return out
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    aucs = []
-    for _ in range(n_resamples):
-        take = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
-        m, f = matched_pairs(labels[take], volumes[take], caliper)
-        auc = pair_auc(scores[take], m, f)
-        if auc is not None:
-            aucs.append(auc)
-    alpha = (1 - level) / 2
-    out["ci"] = [float(v) for v in np.quantile(aucs, [alpha, 1 - alpha])] if aucs else None
-    return out
-
-
 def volume_matched_subjects(
     participants: pd.DataFrame, volumes: pd.Series, caliper_sd: float = CALIPER_SD
 ) -> list[str]:
@@ -134,53 +97,3 @@ def volume_matched_subjects(
     log.info("volume matching: %d pairs of %d males / %d females (caliper %.0f mm^3)", len(chosen) // 2, males.size,
              females.size, caliper)  # fmt: skip
     return sorted(chosen)
-
-
-def volume_matched_block(predictions: pd.DataFrame, volumes: str, seed: int = 0, level: float = 0.95) -> dict:
-    """metrics.json's ``volume_matched``: `matched_auc` of ``predictions`` (subject, label, p_male) with the
-    subjects' volumes from brain_volumes.tsv."""
-    size = read_volumes(volumes).loc[predictions["subject"]].to_numpy()
-    return matched_auc(predictions["label"], predictions["p_male"], size, seed=seed, level=level)
-
-
-def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """P(male) from brain volume alone for every fold's test subjects, fitted on that fold's training subjects."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    parts = []
-    for k, fold in enumerate(folds):
-        missing = sorted(set(fold["subject"]) - set(volumes.index))
-        if missing:
-            raise InputError(f"subject {missing[0]}: no brain volume")
-        train, test = fold[fold["set"] == "train"], fold[fold["set"] == "test"]
-        model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
-        model.fit(volumes.loc[train["subject"]].to_numpy()[:, None], (train["sex"] == "M").astype(int))
-        p_male = model.predict_proba(volumes.loc[test["subject"]].to_numpy()[:, None])[:, 1]
-        part = test[["subject", "sex", "age_bin"]].assign(label=(test["sex"] == "M").astype(int))
-        parts.append(part.assign(p_female=1 - p_male, p_male=p_male, fold=k))
-    return pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
-
-
-def fit_size_baseline(
-    *,
-    volumes: str,
-    folds: Sequence[str],
-    out_predictions: str,
-    out_metrics: str,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict:
-    """Rule fit_size_baseline: the size-only classifier's out-of-sample predictions and metrics.json."""
-    from dmriscope.evaluate import summarise, write_results
-
-    table = read_volumes(volumes)
-    frames = [pd.read_csv(f, sep="\t", dtype={"subject": str, "age_bin": str}) for f in folds]
-    predictions = size_only_predictions(table, frames)
-    summary = summarise(predictions, n_resamples, seed, level)
-    summary.update(model="size_only", volume_matched=volume_matched_block(predictions, volumes, seed, level))
-    write_results(predictions, summary, out_predictions, out_metrics)
-    log.info("size-only baseline: test AUC %.3f %s", summary["auc"], summary["auc_ci"])
-    return summary

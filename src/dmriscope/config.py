@@ -46,42 +46,6 @@ def validate_schema(config: dict, schema: str | Path = SCHEMA) -> dict:
     return config
 
 
-def subject_ids(config: dict) -> list[str]:
-    """The cohort's subject IDs, known when the DAG is built.
-
-    HCP (cohort.source hcp): `dmriscope.cohort.demographics.hcp_subject_ids` (the CSV's subjects with diffusion
-    data, filtered by hcp.subjects). Otherwise from `cohort.participants` when given (its `subject` column), else
-    `syn0001`.. for the synthetic cohort.
-    """
-    table = config["cohort"]["participants"]
-    if config["cohort"]["source"] == "hcp":
-        from dmriscope.cohort.demographics import hcp_subject_ids
-        from dmriscope.io import InputError
-
-        try:
-            return hcp_subject_ids(config["hcp"], table)
-        except InputError as exc:
-            message = str(exc) if str(exc).startswith("config key") else f"config key 'hcp': {exc}"
-            raise ConfigError(message) from None
-    if table:
-        path = Path(table)
-        if not path.exists():
-            raise ConfigError(f"config key 'cohort.participants': {path} not found")
-        import pandas as pd  # here, not at the top: every job imports this module for METRICS
-
-        frame = pd.read_csv(path, sep="\t" if path.suffix in (".tsv", ".txt") else ",", dtype=str)
-        if "subject" not in frame.columns:
-            raise ConfigError(f"config key 'cohort.participants': {path} has no 'subject' column")
-        ids = [s.strip().removeprefix("sub-") for s in frame["subject"].dropna()]
-        bad = [s for s in ids if not s.isalnum()]
-        if bad:
-            raise ConfigError(f"config key 'cohort.participants': subject IDs must be alphanumeric, got {bad[:3]}")
-        if len(set(ids)) != len(ids):
-            raise ConfigError(f"config key 'cohort.participants': duplicate subject IDs in {path}")
-        return ids
-    return [f"syn{i:04d}" for i in range(1, config["cohort"]["n_subjects"] + 1)]
-
-
 def split_counts(config: dict, n_subjects: int) -> tuple[int, int, int]:
     """Train/val/test counts: from config, or the paper's 831/100/100 proportions scaled to the cohort."""
     split = config["split"]
@@ -185,7 +149,12 @@ def load_config(config: dict) -> dict:
     check_grid(config)
     check_models(config)
     check_synthetic(config)
-    n_subjects = len(subject_ids(config))
+    return config
+
+
+def check_split_sizes(config: dict, n_subjects: int) -> None:
+    """ConfigError naming `split` / `split.folds` when the split does not fit a cohort of `n_subjects`
+    (`dmriscope.cohort.subjects.load_cohort` calls it once the subjects are known)."""
     if config["split"]["scheme"] == "kfold":
         if config["split"]["folds"] > n_subjects // 2:
             raise ConfigError(
@@ -195,4 +164,3 @@ def load_config(config: dict) -> dict:
         inner_val_count(config, n_subjects)
     else:
         split_counts(config, n_subjects)
-    return config

@@ -5,7 +5,7 @@ prediction of a subject is the mean P(male) over the seeds of the fold that test
 subject is tested by exactly one fold. The ensemble's occlusion delta p is the mean of the seeds' delta p, exactly,
 since P_ensemble(occluded) - P_ensemble(intact) = mean over seeds of (P_s(occluded) - P_s(intact)).
 
-`summarise_runs` adds the spread to the bootstrap CI of `dmriscope.evaluate.summarise`: the AUC of every fold (its
+`summarise_runs` adds the spread to the bootstrap CI of `dmriscope.scores.summarise`: the AUC of every fold (its
 test part, seeds pooled) and of every seed (all folds, that seed alone).
 """
 
@@ -19,15 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmriscope.evaluate import (
-    PREDICTION_COLUMNS,
-    classification_metrics,
-    plot_history,
-    plot_roc,
-    summarise,
-    write_results,
-)
+from dmriscope.curves import plot_history, plot_roc
 from dmriscope.io import InputError, atomic_path, read_history
+from dmriscope.scores import PREDICTION_COLUMNS, classification_metrics, summarise, write_results
 
 log = logging.getLogger(__name__)
 Run = tuple[str, str]  # (fold, seed)
@@ -145,7 +139,7 @@ def summarise_runs(
     summary = summarise(pooled, n_resamples, seed, level)
     summary.update(model=model, **spread(tables, pooled), runs=run_records(runs, hparams))
     if volumes is not None:
-        from dmriscope.brain_size import volume_matched_block
+        from dmriscope.size_baseline import volume_matched_block
 
         summary["volume_matched"] = volume_matched_block(pooled, volumes, seed, level)
     write_results(pooled, summary, out_predictions, out_metrics)

@@ -37,7 +37,7 @@ from dmriscope.engine_state import autocast, checkpoint_normaliser, load_model, 
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models import positive_probability
 from dmriscope.occlusion_slabs import ProbabilityFn, is_slab_model, occluded_probabilities
-from dmriscope.stats import read_labels
+from dmriscope.regions import atlas_regions, mean_wm_value, read_labels
 from dmriscope.tensors import VolumeDataset, read_index
 
 log = logging.getLogger(__name__)
@@ -60,22 +60,6 @@ class OcclusionResult:
     def delta_p(self) -> np.ndarray:
         """(B, R) p_before - p_after."""
         return self.p_before[:, None] - self.p_after
-
-
-def atlas_regions(atlas: np.ndarray | torch.Tensor) -> list[int]:
-    """The non-zero labels present in `atlas` (S, H, W), sorted."""
-    values = np.unique(np.asarray(atlas))
-    return [int(v) for v in values if v > 0]
-
-
-def mean_wm_value(x: torch.Tensor, wm_mask: torch.Tensor) -> torch.Tensor:
-    """Per-subject mean of the model input over the template WM mask.
-
-    x: (B, 1, S, H, W) normalised input; wm_mask: (S, H, W) bool. Returns (B,) in the input's (normalised) units.
-    """
-    if not bool(wm_mask.any()):
-        raise InputError("occlusion: the white-matter mask is empty on the model grid")
-    return x[:, 0][:, wm_mask].mean(dim=1)
 
 
 def correct_class_probability(p_male: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

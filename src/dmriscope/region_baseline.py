@@ -80,8 +80,8 @@ def fit_region_baseline(
 ) -> dict:
     """Rule fit_region_baseline for one metric: out-of-sample predictions of every fold's test subjects and their
     metrics.json (with the volume-matched AUC when ``volumes`` is given)."""
-    from dmriscope.brain_size import volume_matched_block
-    from dmriscope.evaluate import summarise, write_results
+    from dmriscope.scores import summarise, write_results
+    from dmriscope.size_baseline import volume_matched_block
 
     store, grid_atlas = np.load(tensor, mmap_mode="r"), np.load(atlas)
     if store.shape[1:] != grid_atlas.shape:

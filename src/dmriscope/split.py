@@ -233,22 +233,3 @@ def volume_table(split: pd.DataFrame, volumes: pd.Series) -> pd.DataFrame:
             "male / female": round(male.mean() / female.mean(), 3),
         })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def render_table1_files(*, split_path: str, tsv: str, md: str, html: str | None = None) -> None:
-    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML."""
-    from dmriscope.render.tables import write_table
-
-    split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
-    sets = "test folds" if (split["set"] == "cv").any() else "training, validation and test sets"
-    write_table(table1(split).reset_index(), tsv, md, f"Table 1. Subjects by age bin and sex in the {sets}", html)
-
-
-def render_volume_table_files(*, split_path: str, volumes: str, tsv: str, md: str, html: str | None = None) -> None:
-    """Rule render_table1b: brain volume by sex and set as TSV, Markdown and HTML."""
-    from dmriscope.brain_size import read_volumes
-    from dmriscope.render.tables import write_table
-
-    split = pd.read_csv(split_path, sep="\t", dtype={"subject": str})
-    title = "Table 1b. Native brain-mask volume, mean ± SD (cm³), by sex"
-    write_table(volume_table(split, read_volumes(volumes)), tsv, md, title, html)

@@ -41,7 +41,6 @@ from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from dmriscope.io import InputError, atomic_path
-from dmriscope.render.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -323,37 +322,3 @@ def region_statistics_files(
         table["significant_holm"].sum(),
     )
     return table
-
-
-def table3_files(
-    regions: Sequence[str], tsv: str, md: str, html: str | None = None, alpha: float = 0.05
-) -> pd.DataFrame:
-    """Rule render_table3: the models' regions.tsv files -> Table 3 (TSV and Markdown)."""
-    tables = {model_metric_from_path(p): read_tsv(p, required=REGION_COLUMNS) for p in regions}
-    out = table3(tables, alpha)
-    title = "Table 3: white-matter regions whose occlusion lowers the correct-class probability"
-    write_table(out, tsv, md, title, html)
-    return out
-
-
-def compare_models_files(
-    predictions: Sequence[str], tsv: str, md: str, reference: str = "vit_scratch", html: str | None = None
-) -> pd.DataFrame:
-    """Rule compare_models: the models' test predictions.tsv files -> model_comparison (TSV and Markdown)."""
-    tables = {
-        model_metric_from_path(p): read_tsv(p, required=("subject", "label", "p_female", "p_male")) for p in predictions
-    }
-    out = compare_models(tables, reference)
-    write_table(out, tsv, md, f"Correct-class probabilities: each model vs {reference} (paired Wilcoxon)", html)
-    return out
-
-
-def read_labels(path: str) -> dict[int, str]:
-    """Atlas labels TSV (columns index, name) -> {index: name}."""
-    try:
-        table = pd.read_csv(path, sep="\t")
-    except (OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot read labels table ({exc})") from None
-    if not {"index", "name"} <= set(table.columns):
-        raise InputError(f"{path}: labels table needs columns index, name")
-    return {int(i): str(n) for i, n in zip(table["index"], table["name"])}

@@ -12,23 +12,18 @@ FDR of the union itself.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from dmriscope.render.tables import write_table
 from dmriscope.stats import (
     UNION,
-    model_metric_from_path,
     read_tsv,
     significant_regions,
     tables_by_metric,
     union_statistics,
 )
-
-log = logging.getLogger(__name__)
 
 TRUTH_COLUMNS = (
     "metric",
@@ -104,22 +99,3 @@ def truth_check(
         union = significant_regions(union_statistics(per_model, alpha), criterion)
         rows.append(_row(metric, UNION, criterion, planted, set(union)))
     return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
-
-
-def truth_check_files(
-    regions: Sequence[str],
-    planted: str,
-    tsv: str,
-    md: str,
-    criterion: str = "fdr",
-    html: str | None = None,
-    alpha: float = 0.05,
-) -> pd.DataFrame:
-    """Rule check_truth: the models' regions.tsv files + the planted-regions TSV -> truth_check (TSV, Markdown)."""
-    required = (f"significant_{criterion}", "region", "name", "p_raw")
-    tables = {model_metric_from_path(p): read_tsv(p, required=required) for p in regions}
-    out = truth_check(tables, planted_sex_regions(planted), criterion, alpha)
-    write_table(out, tsv, md, f"Planted sex-effect regions vs {criterion}-significant regions", html)
-    for row in out[out["model"].isin([POOLED, UNION])].itertuples():
-        log.info("%s %s: precision %.2f recall %.2f", row.metric, row.model, row.precision, row.recall)
-    return out

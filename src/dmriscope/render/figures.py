@@ -24,10 +24,10 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from dmriscope.io import InputError, atomic_path, load_nifti
+from dmriscope.regions import read_labels
 from dmriscope.stats import (
     UNION,
     model_metric_from_path,
-    read_labels,
     read_tsv,
     significant_regions,
     union_statistics,

@@ -1,0 +1,78 @@
+"""The tables of the cohort and the analysis, written for people: Table 1 and 1b (split), Table 3 and the model
+comparison (statistics), the truth check (synthetic cohorts). Each reads its rule's inputs, asks the stage module for
+the numbers and writes TSV + Markdown + HTML through `write_table`; Tables 2 and 4 live in `render.tables`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pandas as pd
+
+from dmriscope.brain_size import read_volumes
+from dmriscope.render.tables import write_table
+from dmriscope.split import table1, volume_table
+from dmriscope.stats import REGION_COLUMNS, compare_models, model_metric_from_path, read_tsv, table3
+from dmriscope.truth import POOLED, UNION, planted_sex_regions, truth_check
+
+log = logging.getLogger(__name__)
+
+
+def _read_split(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"subject": str})
+
+
+def render_table1_files(*, split_path: str, tsv: str, md: str, html: str | None = None) -> None:
+    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML."""
+    split = _read_split(split_path)
+    sets = "test folds" if (split["set"] == "cv").any() else "training, validation and test sets"
+    write_table(table1(split).reset_index(), tsv, md, f"Table 1. Subjects by age bin and sex in the {sets}", html)
+
+
+def render_volume_table_files(*, split_path: str, volumes: str, tsv: str, md: str, html: str | None = None) -> None:
+    """Rule render_table1b: brain volume by sex and set as TSV, Markdown and HTML."""
+    title = "Table 1b. Native brain-mask volume, mean ± SD (cm³), by sex"
+    write_table(volume_table(_read_split(split_path), read_volumes(volumes)), tsv, md, title, html)
+
+
+def table3_files(
+    *, regions: Sequence[str], tsv: str, md: str, html: str | None = None, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Rule render_table3: the models' regions.tsv files -> Table 3 (TSV and Markdown)."""
+    tables = {model_metric_from_path(p): read_tsv(p, required=REGION_COLUMNS) for p in regions}
+    out = table3(tables, alpha)
+    title = "Table 3: white-matter regions whose occlusion lowers the correct-class probability"
+    write_table(out, tsv, md, title, html)
+    return out
+
+
+def compare_models_files(
+    *, predictions: Sequence[str], tsv: str, md: str, reference: str = "vit_scratch", html: str | None = None
+) -> pd.DataFrame:
+    """Rule compare_models: the models' test predictions.tsv files -> model_comparison (TSV and Markdown)."""
+    tables = {
+        model_metric_from_path(p): read_tsv(p, required=("subject", "label", "p_female", "p_male")) for p in predictions
+    }
+    out = compare_models(tables, reference)
+    write_table(out, tsv, md, f"Correct-class probabilities: each model vs {reference} (paired Wilcoxon)", html)
+    return out
+
+
+def truth_check_files(
+    *,
+    regions: Sequence[str],
+    planted: str,
+    tsv: str,
+    md: str,
+    criterion: str = "fdr",
+    html: str | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Rule check_truth: the models' regions.tsv files + the planted-regions TSV -> truth_check (TSV, Markdown)."""
+    required = (f"significant_{criterion}", "region", "name", "p_raw")
+    tables = {model_metric_from_path(p): read_tsv(p, required=required) for p in regions}
+    out = truth_check(tables, planted_sex_regions(planted), criterion, alpha)
+    write_table(out, tsv, md, f"Planted sex-effect regions vs {criterion}-significant regions", html)
+    for row in out[out["model"].isin([POOLED, UNION])].itertuples():
+        log.info("%s %s: precision %.2f recall %.2f", row.metric, row.model, row.precision, row.recall)
+    return out
