@@ -67,6 +67,21 @@ rule test_regions:
         "../workflow_scripts/test_regions.py"
 
 
+rule test_union:
+    input:
+        regions=expand("results/occlusion/{model}/{{metric}}/regions.tsv", model=MODELS),
+    output:
+        regions="results/occlusion/union/{metric}/regions.tsv",
+    log:
+        "logs/test_union/{metric}.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        alpha=config["occlusion"]["alpha"],
+    script:
+        "../workflow_scripts/test_union.py"
+
+
 rule render_table3:
     input:
         regions=expand(
@@ -74,6 +89,7 @@ rule render_table3:
             metric=METRICS,
             model=MODELS,
         ),
+        union=expand("results/occlusion/union/{metric}/regions.tsv", metric=METRICS),
     output:
         tsv=report(
             "results/tables/table3_regions.tsv",
@@ -92,8 +108,6 @@ rule render_table3:
         "logs/render_table3/render_table3.log",
     conda:
         "../envs/dmriscope.yaml"
-    params:
-        alpha=config["occlusion"]["alpha"],
     script:
         "../workflow_scripts/render_table3.py"
 
@@ -132,6 +146,7 @@ rule compare_models:
 rule render_region_figures:
     input:
         regions=expand("results/occlusion/{model}/{{metric}}/regions.tsv", model=MODELS),
+        union="results/occlusion/union/{metric}/regions.tsv",
         template="results/template/template_FA.nii.gz",
         atlas="results/template/atlas.nii.gz",
         labels="results/template/atlas_labels.tsv",
@@ -157,7 +172,6 @@ rule render_region_figures:
     params:
         criterion=config["occlusion"]["figure_criterion"],
         n_slices=config["occlusion"]["figure_slices"],
-        alpha=config["occlusion"]["alpha"],
     script:
         "../workflow_scripts/render_region_figures.py"
 
@@ -169,6 +183,7 @@ rule check_truth:
             metric=METRICS,
             model=MODELS,
         ),
+        union=expand("results/occlusion/union/{metric}/regions.tsv", metric=METRICS),
         planted="results/truth/planted_regions.tsv",
     output:
         tsv=report(
@@ -190,6 +205,5 @@ rule check_truth:
         "../envs/dmriscope.yaml"
     params:
         criterion=config["occlusion"]["truth_criterion"],
-        alpha=config["occlusion"]["alpha"],
     script:
         "../workflow_scripts/check_truth.py"

@@ -218,5 +218,7 @@ def test_occlude_model_files_end_to_end(tmp_path) -> None:
     assert list(written["subject"].unique()) == ["s2", "s3", "s4"] and sorted(written["region"].unique()) == [3, 7]
     assert set(written["name"]) == {"three", "seven"}
     np.testing.assert_allclose(written["delta_p"], frame["delta_p"], rtol=1e-4, atol=1e-7)
-    regions = region_statistics_files(str(out), paths["atlas"], paths["wm"], str(out.with_name("regions.tsv")))
+    regions = region_statistics_files(
+        delta_p=str(out), atlas=paths["atlas"], wm_mask=paths["wm"], regions=str(out.with_name("regions.tsv"))
+    )
     assert list(regions["region"]) == [3, 7] and (regions["n_subjects"] == 3).all()

@@ -22,6 +22,7 @@ from dmriscope.stats import (
     simes,
     table3,
     union_statistics,
+    union_statistics_files,
     wilcoxon_greater,
 )
 from dmriscope.truth import planted_sex_regions, precision_recall, truth_check
@@ -112,11 +113,12 @@ def test_logit_and_probability_scales_rank_differently_by_hand() -> None:
 def test_table3_lists_regions() -> None:
     atlas = np.repeat(np.arange(1, 4, dtype=np.int16), 4).reshape(3, 2, 2)
     regions = region_statistics(delta_table(), atlas, atlas > 0)
-    out = table3({("cnn3d", "FA"): regions})
+    out = table3({("cnn3d", "FA"): regions}, {"FA": union_statistics({"cnn3d": regions})})
     assert out.loc[0, "regions_raw"] == "1 r1" and out.loc[0, "n_raw"] == 1
     assert out.loc[0, "regions_fdr"] == "1 r1"
     assert out.loc[1, "model"] == "union" and out.loc[1, "regions_fdr"] == "1 r1"  # one model: its own p
-    two = table3({("a", "MD"): MODEL_A, ("b", "MD"): MODEL_B}).set_index("model")
+    two = table3({("a", "MD"): MODEL_A, ("b", "MD"): MODEL_B}, {"MD": union_statistics({"a": MODEL_A, "b": MODEL_B})})
+    two = two.set_index("model")
     assert two.loc["b", "regions_fdr"] == "5 r5; 9 r9" and two.loc["union", "regions_fdr"] == "3 r3; 5 r5"
 
 
@@ -180,6 +182,26 @@ def test_simes_and_union_statistics_hand_case() -> None:
     assert (union["n_models"] == 2).all() and union.loc[9, "name"] == "r9"
 
 
+def test_union_file_is_the_union_of_one_metrics_models(tmp_path) -> None:
+    """The DAG's union file holds the same test as `union_statistics`; mixing metrics is refused."""
+    paths = []
+    for model, table in (("a", MODEL_A), ("b", MODEL_B)):
+        paths.append(tmp_path / model / "MD" / "regions.tsv")
+        paths[-1].parent.mkdir(parents=True)
+        table.to_csv(paths[-1], sep="\t", index=False)
+    out = tmp_path / "union" / "MD" / "regions.tsv"
+    union_statistics_files(regions=[str(p) for p in paths], union=str(out))
+    written = pd.read_csv(out, sep="\t")
+    expected = union_statistics({"a": MODEL_A, "b": MODEL_B})
+    assert written["significant_fdr"].tolist() == expected["significant_fdr"].tolist()
+    np.testing.assert_allclose(written["p_raw"], expected["p_raw"], rtol=1e-5)
+    other = tmp_path / "c" / "FA" / "regions.tsv"
+    other.parent.mkdir(parents=True)
+    MODEL_A.to_csv(other, sep="\t", index=False)
+    with pytest.raises(InputError, match="per metric"):
+        union_statistics_files(regions=[str(paths[0]), str(other)], union=str(tmp_path / "bad.tsv"))
+
+
 def test_truth_check_rows_and_union(tmp_path) -> None:
     planted_tsv = tmp_path / "planted.tsv"
     pd.DataFrame(
@@ -192,7 +214,8 @@ def test_truth_check_rows_and_union(tmp_path) -> None:
     ).to_csv(planted_tsv, sep="\t", index=False)
     planted = planted_sex_regions(str(planted_tsv))
     assert planted == {3, 5}
-    out = truth_check({("cnn2d", "FA"): fake_regions({3: 0.001}), ("cnn3d", "FA"): MODEL_B}, planted)
+    models = {"cnn2d": fake_regions({3: 0.001}), "cnn3d": MODEL_B}
+    out = truth_check({(m, "FA"): t for m, t in models.items()}, {"FA": union_statistics(models)}, planted)
     pooled = out[out["model"] == "union_of_models"].iloc[0]
     assert (pooled["true_positives"], pooled["false_positives"], pooled["recall"]) == (2, 1, 1.0)
     assert pooled["precision"] == pytest.approx(2 / 3) and pooled["spurious"] == "9"
@@ -245,9 +268,17 @@ def test_region_figures_are_written(tmp_path, zoom: float) -> None:
         table.to_csv(paths[model], sep="\t", index=False)
     labels = tmp_path / "labels.tsv"
     pd.DataFrame({"index": range(1, 6), "name": [f"n{r}" for r in range(1, 6)]}).to_csv(labels, sep="\t", index=False)
-    sig_png, heat_png = tmp_path / "sig.png", tmp_path / "heat.png"
+    sig_png, heat_png, union = tmp_path / "sig.png", tmp_path / "heat.png", tmp_path / "union" / "FA" / "regions.tsv"
+    union_statistics_files(regions=[str(p) for p in paths.values()], union=str(union))
     render_region_figures(
-        list(paths.values()), tmp_path / "t.nii.gz", tmp_path / "a.nii.gz", labels, sig_png, heat_png, "FA"
+        regions=list(paths.values()),
+        union=union,
+        template=tmp_path / "t.nii.gz",
+        atlas=tmp_path / "a.nii.gz",
+        labels=labels,
+        significant=sig_png,
+        heatmap=heat_png,
+        metric="FA",
     )
     for png in (sig_png, heat_png):
         image = mpimg.imread(png)

@@ -8,10 +8,10 @@ if __name__ == "__main__":
         truth_check_files,
         snakemake.log[0],
         regions=list(snakemake.input.regions),
+        union=list(snakemake.input.union),
         planted=snakemake.input.planted,
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
         html=snakemake.output.html,
         criterion=snakemake.params.criterion,
-        alpha=snakemake.params.alpha,
     )

@@ -3,27 +3,12 @@
 from dmriscope.io import run_script
 from dmriscope.render.figures import render_region_figures
 
-
-def main(
-    regions: list[str],
-    template: str,
-    atlas: str,
-    labels: str,
-    significant: str,
-    heatmap: str,
-    metric: str,
-    criterion: str,
-    n_slices: int,
-    alpha: float,
-) -> None:
-    render_region_figures(regions, template, atlas, labels, significant, heatmap, metric, criterion, n_slices, alpha)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        render_region_figures,
         snakemake.log[0],
         regions=list(snakemake.input.regions),
+        union=snakemake.input.union,
         template=snakemake.input.template,
         atlas=snakemake.input.atlas,
         labels=snakemake.input.labels,
@@ -32,5 +17,4 @@ if __name__ == "__main__":
         metric=snakemake.wildcards.metric,
         criterion=snakemake.params.criterion,
         n_slices=snakemake.params.n_slices,
-        alpha=snakemake.params.alpha,
     )

@@ -8,8 +8,8 @@ if __name__ == "__main__":
         table3_files,
         snakemake.log[0],
         regions=list(snakemake.input.regions),
+        union=list(snakemake.input.union),
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,
         html=snakemake.output.html,
-        alpha=snakemake.params.alpha,
     )

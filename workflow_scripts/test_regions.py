@@ -3,14 +3,9 @@
 from dmriscope.io import run_script
 from dmriscope.stats import region_statistics_files
 
-
-def main(delta_p: str, atlas: str, wm_mask: str, regions: str, alpha: float, scale: str) -> None:
-    region_statistics_files(delta_p, atlas, wm_mask, regions, alpha, scale)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        region_statistics_files,
         snakemake.log[0],
         delta_p=snakemake.input.delta_p,
         atlas=snakemake.input.atlas,

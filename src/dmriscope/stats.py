@@ -220,12 +220,11 @@ def _table3_row(metric: str, model: str, table: pd.DataFrame) -> dict:
     }
 
 
-def table3(regions: Mapping[tuple[str, str], pd.DataFrame], alpha: float = 0.05) -> pd.DataFrame:
+def table3(regions: Mapping[tuple[str, str], pd.DataFrame], unions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Table 3: significant regions per (model, metric), by the raw p (the paper) and by BH-FDR, then per metric
-    the region-level union over models (`union_statistics`, model ``union``)."""
+    the region-level union over models (metric -> `union_statistics` table, model ``union``)."""
     rows = [_table3_row(metric, model, table) for (model, metric), table in regions.items()]
-    for metric, per_model in tables_by_metric(regions):
-        rows.append(_table3_row(metric, UNION, union_statistics(per_model, alpha)))
+    rows += [_table3_row(metric, UNION, unions[metric]) for metric in sorted(unions)]
     return pd.DataFrame(rows, columns=["metric", "model", "n_raw", "regions_raw", "n_fdr", "regions_fdr"])
 
 
@@ -305,20 +304,37 @@ def model_metric_from_path(path: str | os.PathLike) -> tuple[str, str]:
     return parts[-3], parts[-2]
 
 
-def region_statistics_files(
-    delta_p: str, atlas: str, wm_mask: str, out: str, alpha: float = 0.05, scale: str = "logit"
-) -> pd.DataFrame:
-    """Rule test_regions: delta_p.tsv + the grid atlas/WM mask (.npy) -> regions.tsv."""
-    required = ("subject", "region", "name", "p_before", "p_after", "delta_p")
-    table = region_statistics(read_tsv(delta_p, required=required), np.load(atlas), np.load(wm_mask), alpha, scale)
+def _write_regions(table: pd.DataFrame, out: str, source: str) -> None:
+    """A regions.tsv (6 significant digits; the flags were set at full precision) and its log line."""
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     log.info(
         "%s: %d regions, %d raw / %d FDR / %d Holm significant",
-        delta_p,
+        source,
         len(table),
         table["significant_raw"].sum(),
         table["significant_fdr"].sum(),
         table["significant_holm"].sum(),
     )
+
+
+def region_statistics_files(
+    *, delta_p: str, atlas: str, wm_mask: str, regions: str, alpha: float = 0.05, scale: str = "logit"
+) -> pd.DataFrame:
+    """Rule test_regions: delta_p.tsv + the grid atlas/WM mask (.npy) -> regions.tsv."""
+    required = ("subject", "region", "name", "p_before", "p_after", "delta_p")
+    table = region_statistics(read_tsv(delta_p, required=required), np.load(atlas), np.load(wm_mask), alpha, scale)
+    _write_regions(table, regions, delta_p)
+    return table
+
+
+def union_statistics_files(*, regions: Sequence[str], union: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Rule test_union: one metric's regions.tsv of every model -> the union's regions.tsv
+    (``results/occlusion/union/{metric}/``), which Table 3, the truth check and the figures read."""
+    keys = [model_metric_from_path(p) for p in regions]
+    if len({metric for _, metric in keys}) != 1:
+        raise InputError(f"{union}: the union is per metric; got region tables of {sorted({m for _, m in keys})}")
+    tables = {model: read_tsv(p, required=("region", "name", "p_raw")) for (model, _), p in zip(keys, regions)}
+    table = union_statistics(tables, alpha)
+    _write_regions(table, union, f"union of {sorted(tables)}")
     return table

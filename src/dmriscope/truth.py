@@ -6,7 +6,8 @@ non-zero size): precision = |S & P| / |S| (NaN when nothing is significant), rec
 nothing was planted, e.g. a null cohort, where the false positives are what matters). The union of S over all
 models is checked per metric in two ways: ``union_of_models`` pools each model's significant set (each at its own
 FDR, so the union's false discoveries add up over models), ``union`` tests the regions once for the union
-(`dmriscope.stats.union_statistics`: Simes over models, then the correction over regions), which controls the
+(`dmriscope.stats.union_statistics`, the DAG's ``results/occlusion/union/{metric}/regions.tsv``: Simes over models,
+then the correction over regions), which controls the
 FDR of the union itself.
 """
 
@@ -22,7 +23,6 @@ from dmriscope.stats import (
     read_tsv,
     significant_regions,
     tables_by_metric,
-    union_statistics,
 )
 
 TRUTH_COLUMNS = (
@@ -84,10 +84,13 @@ POOLED = "union_of_models"  # the model name of the pooled per-model significant
 
 
 def truth_check(
-    regions: Mapping[tuple[str, str], pd.DataFrame], planted: set[int], criterion: str = "fdr", alpha: float = 0.05
+    regions: Mapping[tuple[str, str], pd.DataFrame],
+    unions: Mapping[str, pd.DataFrame],
+    planted: set[int],
+    criterion: str = "fdr",
 ) -> pd.DataFrame:
     """Rows per (model, metric) of `regions` (region_statistics tables), then per metric the pooled per-model sets
-    (``union_of_models``) and the region-level union test (``union``)."""
+    (``union_of_models``) and the region-level union test (``union``: metric -> union_statistics table)."""
     rows = []
     for metric, per_model in tables_by_metric(regions):
         pooled: set[int] = set()
@@ -96,6 +99,6 @@ def truth_check(
             pooled |= found
             rows.append(_row(metric, model, criterion, planted, found))
         rows.append(_row(metric, POOLED, criterion, planted, pooled))
-        union = significant_regions(union_statistics(per_model, alpha), criterion)
+        union = significant_regions(unions[metric], criterion)
         rows.append(_row(metric, UNION, criterion, planted, set(union)))
     return pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))

@@ -35,15 +35,17 @@ def render_volume_table_files(*, split_path: str, volumes: str, tsv: str, md: st
     write_table(volume_table(_read_split(split_path), read_volumes(volumes)), tsv, md, title, html)
 
 
-def table3_files(
-    *, regions: Sequence[str], tsv: str, md: str, html: str | None = None, alpha: float = 0.05
-) -> pd.DataFrame:
-    """Rule render_table3: the models' regions.tsv files -> Table 3 (TSV and Markdown)."""
+def _unions(paths: Sequence[str], required: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """metric -> the union's regions table, from ``results/occlusion/union/{metric}/regions.tsv`` files."""
+    return {model_metric_from_path(p)[1]: read_tsv(p, required=required) for p in paths}
+
+
+def table3_files(*, regions: Sequence[str], union: Sequence[str], tsv: str, md: str, html: str | None = None) -> None:
+    """Rule render_table3: the models' and the unions' regions.tsv files -> Table 3 (TSV and Markdown)."""
     tables = {model_metric_from_path(p): read_tsv(p, required=REGION_COLUMNS) for p in regions}
-    out = table3(tables, alpha)
+    out = table3(tables, _unions(union, ("region", "name", "significant_raw", "significant_fdr")))
     title = "Table 3: white-matter regions whose occlusion lowers the correct-class probability"
     write_table(out, tsv, md, title, html)
-    return out
 
 
 def compare_models_files(
@@ -61,17 +63,17 @@ def compare_models_files(
 def truth_check_files(
     *,
     regions: Sequence[str],
+    union: Sequence[str],
     planted: str,
     tsv: str,
     md: str,
     criterion: str = "fdr",
     html: str | None = None,
-    alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Rule check_truth: the models' regions.tsv files + the planted-regions TSV -> truth_check (TSV, Markdown)."""
+    """Rule check_truth: the models' and the unions' regions.tsv + the planted-regions TSV -> truth_check."""
     required = (f"significant_{criterion}", "region", "name", "p_raw")
     tables = {model_metric_from_path(p): read_tsv(p, required=required) for p in regions}
-    out = truth_check(tables, planted_sex_regions(planted), criterion, alpha)
+    out = truth_check(tables, _unions(union, required), planted_sex_regions(planted), criterion)
     write_table(out, tsv, md, f"Planted sex-effect regions vs {criterion}-significant regions", html)
     for row in out[out["model"].isin([POOLED, UNION])].itertuples():
         log.info("%s %s: precision %.2f recall %.2f", row.metric, row.model, row.precision, row.recall)

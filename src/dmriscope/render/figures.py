@@ -30,7 +30,6 @@ from dmriscope.stats import (
     model_metric_from_path,
     read_tsv,
     significant_regions,
-    union_statistics,
 )
 
 log = logging.getLogger(__name__)
@@ -223,21 +222,22 @@ def _load_ras(path: str | os.PathLike, dtype: type) -> tuple[np.ndarray, tuple[f
 
 
 def render_region_figures(
+    *,
     regions: Sequence[str | os.PathLike],
+    union: str | os.PathLike,
     template: str | os.PathLike,
     atlas: str | os.PathLike,
     labels: str | os.PathLike,
-    significant_png: str | os.PathLike,
-    heatmap_png: str | os.PathLike,
+    significant: str | os.PathLike,
+    heatmap: str | os.PathLike,
     metric: str,
     criterion: str = "raw",
     n_slices: int = 4,
-    alpha: float = 0.05,
 ) -> None:
     """Rule render_region_figures: both figures of one metric from the models' ``.../{model}/{metric}/regions.tsv``.
 
     labels: the atlas labels TSV (index, name). The significant-regions figure ends with a row for the region-level
-    union over models (`dmriscope.stats.union_statistics`).
+    union over models (``union``: ``results/occlusion/union/{metric}/regions.tsv``).
     """
     needed = (
         "region",
@@ -253,17 +253,17 @@ def render_region_figures(
     atlas_data, _ = _load_ras(atlas, np.int16)
     if template_data.shape != atlas_data.shape:
         raise InputError(f"{atlas}: grid {atlas_data.shape} differs from the template's {template_data.shape}")
-    significant = {m: significant_regions(t, criterion) for m, t in tables.items()}
-    significant[UNION] = significant_regions(union_statistics(tables, alpha), criterion)
+    flagged = {m: significant_regions(t, criterion) for m, t in tables.items()}
+    flagged[UNION] = significant_regions(read_tsv(union, required=("region", f"significant_{criterion}")), criterion)
     plot_significant_regions(
         template_data,
         atlas_data,
         zooms,
-        significant,
+        flagged,
         read_labels(labels),
-        significant_png,
+        significant,
         title=f"{metric}: significant regions ({criterion} p)",
         n_slices=n_slices,
     )
-    plot_heatmap(tables, heatmap_png, title=f"{metric}: median Δp per region")
-    log.info("%s: figures with %s", metric, {m: len(s) for m, s in significant.items()})
+    plot_heatmap(tables, heatmap, title=f"{metric}: median Δp per region")
+    log.info("%s: figures with %s", metric, {m: len(s) for m, s in flagged.items()})
