@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from dmriscope.tensor import (
 )
 
 log = logging.getLogger(__name__)
+PathLike = str | os.PathLike
 
 # a single shell leaves the column-scaled design singular up to the rounding of the b-vectors (~1e-7 relative);
 # HCP's three shells give 0.05, 15 directions on each of two shells 0.03
@@ -262,6 +263,78 @@ def read_masked_signals(img: nib.Nifti1Image, dwi: str | os.PathLike, mask: np.n
     return out
 
 
+@dataclass
+class _Inputs:
+    """One subject's checked inputs: the lazily opened DWI, its gradients, the kept volumes, design and mask."""
+
+    img: nib.Nifti1Image
+    bvals: np.ndarray
+    keep: np.ndarray
+    design: DkiDesign
+    brain: np.ndarray
+    affine_matches: bool
+
+
+def _open_inputs(dwi: PathLike, bval: PathLike, bvec: PathLike, mask: PathLike, shells: Sequence[float]) -> _Inputs:
+    """Open and check a subject's DWI, gradients and mask against each other and the configured shells."""
+    img = open_dwi(dwi)
+    bvals, bvecs = read_gradients(bval, bvec, img.shape[3])
+    brain, mask_affine = load_mask(mask)
+    if brain.shape != img.shape[:3]:
+        raise InputError(f"{mask}: mask shape {brain.shape} does not match the DWI grid {img.shape[:3]} of {dwi}")
+    affine_matches = bool(np.allclose(mask_affine, img.affine, atol=1e-3))
+    if not affine_matches:
+        log.warning("%s: affine differs from that of %s; the mask is applied voxel for voxel", mask, dwi)
+    keep = check_shells(bvals, shells, SHELL_TOLERANCE, bval)
+    if not keep.all():
+        log.warning("%s: %d of %d volumes lie off dki.bvals and are not fitted", bval, (~keep).sum(), len(keep))
+    try:
+        design = make_design(bvals[keep], bvecs[keep])
+    except ValueError as exc:
+        raise InputError(f"{bval}: {int(keep.sum())} volumes within {SHELL_TOLERANCE:g} of dki.bvals: {exc}") from None
+    return _Inputs(img, bvals, keep, design, brain, affine_matches)
+
+
+def _write_maps(
+    metrics: Mapping[str, np.ndarray], dead: np.ndarray, inputs: _Inputs, out_maps: Mapping, dwi: PathLike
+) -> None:
+    """Each metric as a float32 NIfTI on the DWI grid: 0 outside the mask, at dead voxels and where not finite."""
+    for metric, path in out_maps.items():
+        values = metrics[metric]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            log.warning("%s: %d non-finite %s values set to 0", dwi, bad.sum(), metric)
+        bad |= dead
+        volume = np.zeros(inputs.img.shape[:3], dtype=np.float32)
+        volume[inputs.brain] = np.where(bad, 0.0, values)
+        save_nifti(volume, inputs.img.affine, path)
+
+
+def _settings(dki_cfg: Mapping[str, Any], inputs: _Inputs, dead: np.ndarray, seconds: tuple[float, float]) -> dict:
+    """fit.json: what was fitted, how, and how long it took (fit, whole job)."""
+    keep, shells = inputs.keep, dki_cfg["bvals"]
+    return {
+        "fit_method": dki_cfg["fit_method"],
+        "shells": [float(b) for b in shells],
+        "shell_tolerance": SHELL_TOLERANCE,
+        "n_volumes": int(keep.sum()),
+        "n_volumes_in_file": len(keep),
+        "volumes_per_shell": {f"{b:g}": int(n) for b, n in zip(shells, shell_counts(inputs.bvals[keep], shells))},
+        "min_kurtosis": float(dki_cfg["min_kurtosis"]),
+        "max_kurtosis": float(dki_cfg["max_kurtosis"]),
+        "min_signal": MIN_POSITIVE_SIGNAL,
+        "min_diffusivity": inputs.design.min_diffusivity,
+        "chunk_voxels": int(dki_cfg["chunk_voxels"]),
+        "voxels_fitted": int(inputs.brain.sum()),
+        "voxels_zero_signal": int(dead.sum()),
+        "mask_affine_matches_dwi": inputs.affine_matches,
+        "fit_seconds": round(seconds[0], 3),
+        "seconds": round(seconds[1], 3),
+        "dipy_version": importlib.metadata.version("dipy"),
+        "md_units": "mm^2/s",
+    }
+
+
 def fit_dki_files(
     dwi: str | os.PathLike,
     bval: str | os.PathLike,
@@ -280,38 +353,18 @@ def fit_dki_files(
     if unknown:
         raise ValueError(f"unknown DKI metrics {sorted(unknown)}; expected {METRICS}")
     started = time.perf_counter()
-    img = open_dwi(dwi)
-    bvals, bvecs = read_gradients(bval, bvec, img.shape[3])
-    brain, mask_affine = load_mask(mask)
-    if brain.shape != img.shape[:3]:
-        raise InputError(f"{mask}: mask shape {brain.shape} does not match the DWI grid {img.shape[:3]} of {dwi}")
-    affine_matches = bool(np.allclose(mask_affine, img.affine, atol=1e-3))
-    if not affine_matches:
-        log.warning("%s: affine differs from that of %s; the mask is applied voxel for voxel", mask, dwi)
-    keep = check_shells(bvals, dki_cfg["bvals"], SHELL_TOLERANCE, bval)
-    if not keep.all():
-        log.warning("%s: %d of %d volumes lie off dki.bvals and are not fitted", bval, (~keep).sum(), len(keep))
-    try:
-        design = make_design(bvals[keep], bvecs[keep])
-    except ValueError as exc:
-        raise InputError(f"{bval}: {int(keep.sum())} volumes within {SHELL_TOLERANCE:g} of dki.bvals: {exc}") from None
-    n_voxels = int(brain.sum())
-    log.info(
-        "%s: %d of %d volumes kept, %d voxels; holding ~%.0f MB of signals",
-        dwi,
-        keep.sum(),
-        len(keep),
-        n_voxels,
-        n_voxels * keep.sum() * 4 / 2**20,
-    )
-    signals = read_masked_signals(img, dwi, brain, keep)
+    inputs = _open_inputs(dwi, bval, bvec, mask, dki_cfg["bvals"])
+    n_voxels, n_kept = int(inputs.brain.sum()), int(inputs.keep.sum())
+    log.info("%s: %d of %d volumes kept, %d voxels; holding ~%.0f MB of signals", dwi, n_kept, len(inputs.keep),
+             n_voxels, n_voxels * n_kept * 4 / 2**20)  # fmt: skip
+    signals = read_masked_signals(inputs.img, dwi, inputs.brain, inputs.keep)
     dead = ~signals.any(axis=1)  # signal 0 in every volume: no tissue to fit, written as 0 like outside the mask
     if dead.any():
         log.warning("%s: %d brain-mask voxels have signal 0 in every volume; written as 0", dwi, dead.sum())
     fit_started = time.perf_counter()
     metrics = fit_signals(
         signals,
-        design,
+        inputs.design,
         method=dki_cfg["fit_method"],
         min_kurtosis=float(dki_cfg["min_kurtosis"]),
         max_kurtosis=float(dki_cfg["max_kurtosis"]),
@@ -319,37 +372,8 @@ def fit_dki_files(
     )
     fit_seconds = time.perf_counter() - fit_started
     del signals
-    for metric, path in out_maps.items():
-        values = metrics[metric]
-        bad = ~np.isfinite(values)
-        if bad.any():
-            log.warning("%s: %d non-finite %s values set to 0", dwi, bad.sum(), metric)
-        bad |= dead
-        volume = np.zeros(img.shape[:3], dtype=np.float32)
-        volume[brain] = np.where(bad, 0.0, values)
-        save_nifti(volume, img.affine, path)
-    settings = {
-        "fit_method": dki_cfg["fit_method"],
-        "shells": [float(b) for b in dki_cfg["bvals"]],
-        "shell_tolerance": SHELL_TOLERANCE,
-        "n_volumes": int(keep.sum()),
-        "n_volumes_in_file": len(keep),
-        "volumes_per_shell": {
-            f"{b:g}": int(n) for b, n in zip(dki_cfg["bvals"], shell_counts(bvals[keep], dki_cfg["bvals"]))
-        },
-        "min_kurtosis": float(dki_cfg["min_kurtosis"]),
-        "max_kurtosis": float(dki_cfg["max_kurtosis"]),
-        "min_signal": MIN_POSITIVE_SIGNAL,
-        "min_diffusivity": design.min_diffusivity,
-        "chunk_voxels": int(dki_cfg["chunk_voxels"]),
-        "voxels_fitted": n_voxels,
-        "voxels_zero_signal": int(dead.sum()),
-        "mask_affine_matches_dwi": affine_matches,
-        "fit_seconds": round(fit_seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "dipy_version": importlib.metadata.version("dipy"),
-        "md_units": "mm^2/s",
-    }
+    _write_maps(metrics, dead, inputs, out_maps, dwi)
+    settings = _settings(dki_cfg, inputs, dead, (fit_seconds, time.perf_counter() - started))
     with atomic_path(settings_path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2) + "\n")
     log.info(
