@@ -20,10 +20,11 @@ import torch
 import yaml
 
 from dmriscope.config import load_config
-from dmriscope.engine import predict, train_model_files
+from dmriscope.engine import predict
 from dmriscope.engine_state import load_model
 from dmriscope.scores import classification_metrics
 from dmriscope.tensors import open_dataset
+from dmriscope.train_run import train_model_files
 
 
 def test_auc(results: Path, metric: str, model: str, config: dict, seed: int) -> float:
@@ -35,10 +36,12 @@ def test_auc(results: Path, metric: str, model: str, config: dict, seed: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         train_model_files(
-            model, *files, str(results / "split" / "split.sha256"),
-            str(results / "pretrain" / metric / "mae3d.pt") if model != "vit_scratch" else None,
-            train, config["models"], config["grid"], str(out / "ck"), str(out / "best.pt"), str(out / "h.jsonl"),
-            str(out / "p.json"), threads=1, atlas=str(store / "atlas.npy"), wm_mask=str(store / "wm_mask.npy"),
+            model=model, tensor=files[0], index=files[1], norm=files[2], brain_mask=files[3],
+            split_digest=str(results / "split" / "split.sha256"),
+            pretrained=str(results / "pretrain" / metric / "mae3d.pt") if model != "vit_scratch" else None,
+            train=train, models=config["models"], grid=config["grid"], checkpoint_dir=str(out / "ck"),
+            best=str(out / "best.pt"), history=str(out / "h.jsonl"), hparams=str(out / "p.json"), threads=1,
+            atlas=str(store / "atlas.npy"), wm_mask=str(store / "wm_mask.npy"),
         )  # fmt: skip
         net, _ = load_model(out / "best.pt", "cpu")
         p, y, _ = predict(net, open_dataset(*files, ["test"]), torch.device("cpu"))

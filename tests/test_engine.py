@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from dmriscope.augment import RegionOccluder, random_shift
-from dmriscope.engine import FitResult, fit, predict, selection_start, train_model_files
+from dmriscope.engine import FitResult, fit, predict, selection_start
 from dmriscope.engine_state import BalancedLoss, TrainSettings, load_model, torch_threads, warmup_cosine
 from dmriscope.io import InputError, read_history
 from dmriscope.scores import bootstrap_auc_ci, classification_metrics
 from dmriscope.tensors import INDEX_COLUMNS, open_dataset
+from dmriscope.train_run import train_model_files
 
 GRID = (6, 8, 8)
 REGION = (slice(1, 5), slice(2, 6), slice(2, 6))  # 64 voxels where males differ
@@ -281,21 +282,24 @@ def test_settings_from_config_with_overrides():
 def test_train_model_files_writes_outputs_and_load_model_restores(signal, tmp_path):
     out = tmp_path / "models"
     train_cfg = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 1, "warmup_epochs": 1}
+    inputs = {
+        "tensor": signal["tensor"],
+        "index": signal["index"],
+        "norm": signal["norm"],
+        "brain_mask": signal["brain_mask"],
+        "split_digest": signal["split"],
+        "pretrained": None,
+        "train": train_cfg,
+    }
     result = train_model_files(
-        "cnn2d",
-        signal["tensor"],
-        signal["index"],
-        signal["norm"],
-        signal["brain_mask"],
-        signal["split"],
-        None,
-        train_cfg,
-        {"cnn2d": {"width": 4}},
-        list(GRID),
-        str(tmp_path / "ck"),
-        str(out / "best.pt"),
-        str(out / "history.jsonl"),
-        str(out / "hparams.json"),
+        model="cnn2d",
+        **inputs,
+        models={"cnn2d": {"width": 4}},
+        grid=list(GRID),
+        checkpoint_dir=str(tmp_path / "ck"),
+        best=str(out / "best.pt"),
+        history=str(out / "history.jsonl"),
+        hparams=str(out / "hparams.json"),
         threads=1,
     )
     hparams = json.loads((out / "hparams.json").read_text())
@@ -309,18 +313,12 @@ def test_train_model_files_writes_outputs_and_load_model_restores(signal, tmp_pa
         torch.testing.assert_close(value, result.best_state[key], rtol=0, atol=0)
     with pytest.raises(InputError, match="grid"):
         train_model_files(
-            "cnn2d",
-            signal["tensor"],
-            signal["index"],
-            signal["norm"],
-            signal["brain_mask"],
-            signal["split"],
-            None,
-            train_cfg,
-            {},
-            [6, 8, 16],
-            str(tmp_path / "ck2"),
-            str(out / "b.pt"),
-            str(out / "h.jsonl"),
-            str(out / "p.json"),
+            model="cnn2d",
+            **inputs,
+            models={},
+            grid=[6, 8, 16],
+            checkpoint_dir=str(tmp_path / "ck2"),
+            best=str(out / "b.pt"),
+            history=str(out / "h.jsonl"),
+            hparams=str(out / "p.json"),
         )

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dmriscope.engine import predict, train_model_files
+from dmriscope.engine import predict
 from dmriscope.engine_state import load_model, torch_threads
 from dmriscope.evaluate import predict_test_files
 from dmriscope.scores import (
@@ -19,6 +19,7 @@ from dmriscope.scores import (
     rank_auc,
     summarise,
 )
+from dmriscope.train_run import train_model_files
 
 LABELS = np.array([1, 1, 0, 0, 1])
 P_MALE = np.array([0.9, 0.4, 0.6, 0.1, 0.7])
@@ -101,20 +102,20 @@ def test_predict_and_summarise_a_seed_ensemble(tmp_path):
         for _, seed in runs:
             out = tmp_path / f"seed{seed}"
             train_model_files(
-                "cnn2d",
-                store["tensor"],
-                store["index"],
-                store["norm"],
-                store["brain_mask"],
-                store["split"],
-                None,
-                {"epochs": 2, "batch_size": 10, "seed": int(seed)},
-                {"cnn2d": {"width": 4}},
-                list(GRID),
-                str(tmp_path / f"ck{seed}"),
-                str(out / "best.pt"),
-                str(out / "history.jsonl"),
-                str(out / "hparams.json"),
+                model="cnn2d",
+                tensor=store["tensor"],
+                index=store["index"],
+                norm=store["norm"],
+                brain_mask=store["brain_mask"],
+                split_digest=store["split"],
+                pretrained=None,
+                train={"epochs": 2, "batch_size": 10, "seed": int(seed)},
+                models={"cnn2d": {"width": 4}},
+                grid=list(GRID),
+                checkpoint_dir=str(tmp_path / f"ck{seed}"),
+                best=str(out / "best.pt"),
+                history=str(out / "history.jsonl"),
+                hparams=str(out / "hparams.json"),
             )
             predict_test_files(
                 checkpoint=str(out / "best.pt"),

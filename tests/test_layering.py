@@ -30,7 +30,16 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "split": ("split",),
     "tensors": ("tensors", "fold_tensors"),
     "models": ("models.registry", "models.cnn2d", "models.cnn3d", "models.vit", "models.mae", "models"),
-    "training": ("engine_state", "augment", "engine", "linear_probe", "pretrain_eval", "pretrain_figures", "pretrain"),
+    "training": (
+        "engine_state",
+        "augment",
+        "engine",
+        "linear_probe",
+        "train_run",
+        "pretrain_eval",
+        "pretrain_figures",
+        "pretrain",
+    ),  # fmt: skip
     "evaluation": ("scores", "curves", "evaluate", "size_baseline", "region_baseline", "ensemble"),
     "occlusion": ("occlusion_slabs", "occlusion"),
     "statistics": ("stats", "truth"),

@@ -14,13 +14,14 @@ import pytest
 import torch
 from test_engine import datasets, write_store
 
-from dmriscope.engine import predict, train_model_files
+from dmriscope.engine import predict
 from dmriscope.engine_state import load_model, torch_threads
 from dmriscope.io import InputError
 from dmriscope.linear_probe import fit_logistic, install_head
 from dmriscope.models.vit import ViTClassifier
 from dmriscope.pretrain import pretrain_mae2d, pretrain_mae3d
 from dmriscope.scores import classification_metrics
+from dmriscope.train_run import train_model_files
 
 VIT = {"dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "patch": [3, 4, 4], "pool": "mean"}
 PRETRAIN = {
@@ -54,9 +55,10 @@ def probe(effect: float, folder) -> tuple[float, dict, torch.nn.Module]:
     out = folder / "model"
     with torch_threads(1):
         train_model_files(
-            "vit_linprobe", paths["tensor"], paths["index"], paths["norm"], paths["brain_mask"], paths["split"],
-            encoder, TRAIN, {"vit": VIT}, [6, 8, 8], str(folder / "ck"), str(out / "best.pt"),
-            str(out / "history.jsonl"), str(out / "hparams.json"), threads=1,
+            model="vit_linprobe", tensor=paths["tensor"], index=paths["index"], norm=paths["norm"],
+            brain_mask=paths["brain_mask"], split_digest=paths["split"], pretrained=encoder, train=TRAIN,
+            models={"vit": VIT}, grid=[6, 8, 8], checkpoint_dir=str(folder / "ck"), best=str(out / "best.pt"),
+            history=str(out / "history.jsonl"), hparams=str(out / "hparams.json"), threads=1,
         )  # fmt: skip
         model, info = load_model(out / "best.pt", "cpu")
         p, y, _ = predict(model, datasets(paths)[2], torch.device("cpu"))

@@ -25,25 +25,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from dmriscope.augment import RegionOccluder, random_shift
 from dmriscope.engine_state import (
-    REGISTRY_NAMES,
     BalancedLoss,
     TrainSettings,
     autocast,
-    build_for_training,
-    clear_checkpoints,
-    fingerprint,
     load_resume_state,
-    make_deterministic,
     make_optimizer,
-    model_arch,
     pick_device,
     save_atomic,
-    settings_dict,
-    torch_threads,
     warmup_cosine,
 )
-from dmriscope.io import InputError, atomic_path, progress
-from dmriscope.tensors import open_dataset
+from dmriscope.io import progress
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict], None]
@@ -153,6 +144,109 @@ def selection_start(settings: TrainSettings) -> int:
     return min(settings.warmup_epochs, settings.epochs - 1)
 
 
+@dataclass
+class _Selection:
+    """Model selection and early-stopping state: the history, the best epoch so far and its weights. Saved in every
+    epoch's checkpoint, so a resumed run selects exactly as an uninterrupted one."""
+
+    history: list[dict]
+    best: dict
+    bad_epochs: int
+    best_state: dict[str, torch.Tensor]
+
+    def update(self, model: nn.Module, epoch: int, val_auc: float, val_loss: float, first_candidate: int) -> None:
+        """After epoch ``epoch`` (0-based): keep its weights if they win; warm-up epochs are not selectable, and
+        patience does not run in them. Without a defined validation AUC yet (one class), keep the latest."""
+        if epoch >= first_candidate:
+            if _is_better(val_auc, val_loss, self.best):
+                self.best, self.bad_epochs = {"epoch": epoch + 1, "auc": val_auc, "loss": val_loss}, 0
+                self.best_state = snapshot(model)
+            else:
+                self.bad_epochs += 1
+        if self.best["epoch"] < 0:
+            self.best_state = snapshot(model)
+
+
+def _optimisation(model: nn.Module, settings: TrainSettings, n_train: int) -> tuple[Any, Any, bool]:
+    """AdamW, its per-step warm-up + cosine schedule, and whether to drop a last batch of one (BatchNorm)."""
+    optimizer = make_optimizer(model, settings)
+    drop_last = n_train > settings.batch_size and n_train % settings.batch_size == 1
+    steps = n_train // settings.batch_size if drop_last else -(-n_train // settings.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: warmup_cosine(
+            step, settings.warmup_epochs * steps, settings.epochs * steps, settings.min_lr_ratio
+        ),
+    )
+    return optimizer, scheduler, drop_last
+
+
+def _start(model: nn.Module, optimizer: Any, scheduler: Any, checkpoint_dir: Path, run_id: str) -> _Selection:
+    """A fresh selection state, or the one of ``checkpoint_dir/last.pt`` (weights, optimiser and scheduler
+    restored) when it carries the same ``run_id``."""
+    resume = load_resume_state(checkpoint_dir, run_id)
+    if resume is None:
+        return _Selection([], {"epoch": -1, "auc": -np.inf, "loss": np.inf}, 0, snapshot(model))
+    model.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    scheduler.load_state_dict(resume["scheduler"])
+    log.info("resuming from %s after epoch %d", checkpoint_dir / "last.pt", len(resume["history"]))
+    return _Selection(resume["history"], resume["best"], resume["bad_epochs"], resume["best_state"])
+
+
+@dataclass
+class _Loop:
+    """What every epoch of one run uses: the model and its loss, optimiser and schedule, on one device."""
+
+    model: nn.Module
+    criterion: nn.Module
+    optimizer: Any
+    scheduler: Any
+    device: torch.device
+    settings: TrainSettings
+    drop_last: bool
+    occluder: RegionOccluder | None
+
+    def epoch(self, train_set: Dataset, val_set: Dataset, epoch: int) -> tuple[dict, float, float]:
+        """Train epoch ``epoch`` (0-based; its RNGs seeded from it) and validate: (record, val AUC, val loss)."""
+        t0, settings = time.perf_counter(), self.settings
+        torch.manual_seed(epoch_seed(settings.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch))
+        loader = DataLoader(
+            train_set,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=settings.num_workers,
+            drop_last=self.drop_last,
+        )
+        lr = self.optimizer.param_groups[0]["lr"]
+        train_loss = train_one_epoch(
+            self.model, loader, self.criterion, self.optimizer, self.scheduler, self.device, settings, generator,
+            self.occluder,
+        )  # fmt: skip
+        p_val, y_val, val_loss = predict(self.model, val_set, self.device, settings.batch_size, self.criterion)
+        val_auc = safe_auc(y_val, p_val)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_auc": None if np.isnan(val_auc) else val_auc,
+            "lr": lr,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        return record, val_auc, val_loss
+
+    def save(self, selection: _Selection, run_id: str, path: Path) -> None:
+        """One file, written atomically, holds everything a resume needs: no crash leaves a half-updated pair."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        save_atomic({"fingerprint": run_id, **state, **vars(selection)}, path)
+
+
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -175,189 +269,24 @@ def fit(
     model.to(device)
     labels = np.asarray(train_set.labels)
     criterion = BalancedLoss(int((labels == 0).sum()), int((labels == 1).sum())).to(device)
-    optimizer = make_optimizer(model, settings)
-    drop_last = len(train_set) > settings.batch_size and len(train_set) % settings.batch_size == 1  # no 1-sample BN
-    steps = len(train_set) // settings.batch_size if drop_last else -(-len(train_set) // settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: warmup_cosine(
-            step, settings.warmup_epochs * steps, settings.epochs * steps, settings.min_lr_ratio
-        ),
-    )
-    history: list[dict] = []
-    best = {"epoch": -1, "auc": -np.inf, "loss": np.inf}
-    best_state = snapshot(model)
-    bad_epochs, start = 0, 0
-    resume = load_resume_state(checkpoint_dir, run_id)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        history, best, bad_epochs = resume["history"], resume["best"], resume["bad_epochs"]
-        best_state = resume["best_state"]
-        start = len(history)
-        log.info("resuming from %s after epoch %d", checkpoint_dir / "last.pt", start)
-    stopped = bad_epochs >= settings.patience
-    first_candidate = selection_start(settings)
-    for epoch in range(start, settings.epochs if not stopped else start):
-        t0 = time.perf_counter()
-        torch.manual_seed(epoch_seed(settings.seed, epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch))
-        loader = DataLoader(
-            train_set,
-            batch_size=settings.batch_size,
-            shuffle=True,
-            generator=generator,
-            num_workers=settings.num_workers,
-            drop_last=drop_last,
-        )
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(
-            model, loader, criterion, optimizer, scheduler, device, settings, generator, occluder
-        )
-        p_val, y_val, val_loss = predict(model, val_set, device, settings.batch_size, criterion)
-        val_auc = safe_auc(y_val, p_val)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_auc": None if np.isnan(val_auc) else val_auc,
-            "lr": lr,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        history.append(record)
-        if epoch >= first_candidate:  # warm-up epochs are not selectable, and patience does not run in them
-            if _is_better(val_auc, val_loss, best):
-                best, bad_epochs = {"epoch": epoch + 1, "auc": val_auc, "loss": val_loss}, 0
-                best_state = snapshot(model)
-            else:
-                bad_epochs += 1
-        if best["epoch"] < 0:  # no defined validation AUC yet (a one-class validation set): keep the latest
-            best_state = snapshot(model)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        resume_state = {"history": history, "best": best, "bad_epochs": bad_epochs, "best_state": best_state}
-        # one file, written atomically, holds everything a resume needs: no crash leaves a half-updated pair
-        save_atomic({"fingerprint": run_id, **state, **resume_state}, checkpoint_dir / "last.pt")
+    optimizer, scheduler, drop_last = _optimisation(model, settings, len(train_set))
+    loop = _Loop(model, criterion, optimizer, scheduler, device, settings, drop_last, occluder)
+    selection = _start(model, optimizer, scheduler, checkpoint_dir, run_id)
+    stopped = selection.bad_epochs >= settings.patience
+    epoch = len(selection.history)
+    while not stopped and epoch < settings.epochs:
+        record, val_auc, val_loss = loop.epoch(train_set, val_set, epoch)
+        selection.history.append(record)
+        selection.update(model, epoch, val_auc, val_loss, selection_start(settings))
+        loop.save(selection, run_id, checkpoint_dir / "last.pt")
         log.info("epoch %s", json.dumps(record))
         if on_epoch_end is not None:
             on_epoch_end(record)
-        if bad_epochs >= settings.patience:
-            log.info("early stop after epoch %d: no better validation AUC for %d epochs", epoch + 1, bad_epochs)
-            stopped = True
-            break
-    best_auc = float(best["auc"]) if np.isfinite(best["auc"]) else float("nan")
-    return FitResult(history, best_state, best["epoch"], best_auc, stopped)
-
-
-def probe(
-    model: nn.Module,
-    train_set: Dataset,
-    val_set: Dataset,
-    settings: TrainSettings,
-    device: torch.device,
-    occluder: RegionOccluder | None,
-) -> FitResult:
-    """The linear probe's "training": an exact logistic regression on the frozen features (`dmriscope.linear_probe`)."""
-    from dmriscope.linear_probe import fit_linear_probe
-
-    history, state, val_auc = fit_linear_probe(model, train_set, val_set, settings, device, occluder)
-    return FitResult(history, state, 1, val_auc, False)
-
-
-def _file_id(path: str | Path) -> list[int]:
-    stat = Path(path).stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def train_model_files(
-    model_name: str,
-    tensor: str,
-    index: str,
-    norm: str,
-    brain_mask: str,
-    split_digest: str,
-    pretrained: str | None,
-    train_cfg: dict[str, Any],
-    models_cfg: dict[str, Any],
-    grid: list[int],
-    checkpoint_dir: str,
-    out_best: str,
-    out_history: str,
-    out_hparams: str,
-    threads: int | None = None,
-    device: str | None = None,
-    atlas: str | None = None,
-    wm_mask: str | None = None,
-) -> FitResult:
-    """Rule train_model: train ``model_name`` on one metric's tensor store; write best.pt, history.jsonl and
-    hparams.json (the resume state lives in ``checkpoint_dir``, removed once the outputs are written).
-    ``atlas``/``wm_mask``: the grid .npy files, needed when ``train.augment_occlude`` > 0."""
-    settings = TrainSettings.from_config(train_cfg, model_name)
-    train_set = open_dataset(tensor, index, norm, brain_mask, ["train"])
-    val_set = open_dataset(tensor, index, norm, brain_mask, ["val"])
-    if tuple(train_set.store.shape[1:]) != tuple(grid):
-        raise InputError(f"{tensor}: grid {train_set.store.shape[1:]} is not config key 'grid' {list(grid)}")
-    registry_name = REGISTRY_NAMES.get(model_name, model_name)
-    arch = model_arch(model_name, models_cfg)
-    split_sha = Path(split_digest).read_text().split()[0]
-    identity = {
-        "model": model_name,
-        "arch": arch,
-        "train": settings_dict(settings),
-        "grid": list(grid),
-        "split": split_sha,
-        "tensor": _file_id(tensor),
-        "pretrained": _file_id(pretrained) if pretrained else None,
-    }
-    occluder = None
-    if settings.augment_occlude > 0:
-        if atlas is None or wm_mask is None:
-            raise InputError("config key 'train.augment_occlude' > 0 needs the grid atlas and WM mask")
-        occluder = RegionOccluder(np.load(atlas), np.load(wm_mask), settings.augment_occlude)
-    dev = pick_device(device)
-    make_deterministic()
-    with torch_threads(threads):
-        model = build_for_training(model_name, tuple(grid), arch, pretrained, settings.seed)
-        log.info(
-            "%s: %d training / %d validation subjects on %s, %d threads",
-            model_name,
-            len(train_set),
-            len(val_set),
-            dev,
-            torch.get_num_threads(),
-        )
-        if model_name == "vit_linprobe":
-            result = probe(model, train_set, val_set, settings, dev, occluder)
-        else:
-            run_id = fingerprint(identity)
-            result = fit(model, train_set, val_set, settings, checkpoint_dir, run_id, dev, occluder=occluder)
-    n_male = int(train_set.labels.sum())
-    meta = {
-        "model": model_name,
-        "registry_name": registry_name,
-        "arch": arch,
-        "grid": list(grid),
-        "norm": train_set.norm.summary or {"mean": train_set.norm.mean, "std": train_set.norm.std},
-        "train": settings_dict(settings),
-        "seed": settings.seed,
-        "torch": torch.__version__,
-        "device": str(dev),
-        "split_sha256": split_sha,
-        "pretrained": pretrained,
-        "n_train": len(train_set),
-        "n_val": len(val_set),
-        "n_train_male": n_male,
-        "n_train_female": len(train_set) - n_male,
-        "best_epoch": result.best_epoch,
-        "best_val_auc": None if np.isnan(result.best_val_auc) else result.best_val_auc,
-        "epochs_run": len(result.history),
-        "stopped_early": result.stopped_early,
-    }
-    save_atomic({"state_dict": result.best_state, **meta, "normaliser": train_set.norm.state()}, out_best)
-    with atomic_path(out_history) as tmp:
-        Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in result.history))
-    with atomic_path(out_hparams) as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=2) + "\n")
-    clear_checkpoints(checkpoint_dir)
-    log.info("%s: best validation AUC %.3f at epoch %d", model_name, result.best_val_auc, result.best_epoch)
-    return result
+        stopped = selection.bad_epochs >= settings.patience
+        if stopped:
+            log.info(
+                "early stop after epoch %d: no better validation AUC for %d epochs", epoch + 1, selection.bad_epochs
+            )
+        epoch += 1
+    best_auc = float(selection.best["auc"]) if np.isfinite(selection.best["auc"]) else float("nan")
+    return FitResult(selection.history, selection.best_state, selection.best["epoch"], best_auc, stopped)

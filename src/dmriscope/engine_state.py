@@ -5,7 +5,7 @@ state, the best weights so far, a fingerprint of the run) is one file, written a
 checkpoint folder that is NOT a declared Snakemake output (Snakemake deletes declared outputs before re-running an
 incomplete job); a damaged or foreign one is reported in the log and the run starts over. The final ``best.pt``
 (state dict + model name + hyper-parameters + grid + normalisation) is written once, at the end, by
-`dmriscope.engine.train_model_files`.
+`dmriscope.train_run.train_model_files`.
 """
 
 from __future__ import annotations
