@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import yaml
 
+from dmriscope.checkpoints import load_model
 from dmriscope.config import load_config
 from dmriscope.engine import predict
-from dmriscope.engine_state import load_model
 from dmriscope.scores import classification_metrics
 from dmriscope.tensors import open_dataset
 from dmriscope.train_run import train_model_files

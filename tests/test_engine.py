@@ -12,12 +12,15 @@ import torch
 from torch import nn
 
 from dmriscope.augment import RegionOccluder, random_shift
+from dmriscope.checkpoints import load_model
+from dmriscope.device import torch_threads
 from dmriscope.engine import FitResult, fit, predict, selection_start
-from dmriscope.engine_state import BalancedLoss, TrainSettings, load_model, torch_threads, warmup_cosine
 from dmriscope.io import InputError, read_history
+from dmriscope.optim import BalancedLoss, warmup_cosine
 from dmriscope.scores import bootstrap_auc_ci, classification_metrics
 from dmriscope.tensors import INDEX_COLUMNS, open_dataset
 from dmriscope.train_run import train_model_files
+from dmriscope.train_settings import TrainSettings
 
 GRID = (6, 8, 8)
 REGION = (slice(1, 5), slice(2, 6), slice(2, 6))  # 64 voxels where males differ

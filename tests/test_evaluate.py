@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from dmriscope.checkpoints import load_model
+from dmriscope.device import torch_threads
 from dmriscope.engine import predict
-from dmriscope.engine_state import load_model, torch_threads
 from dmriscope.evaluate import predict_test_files
 from dmriscope.scores import (
     PREDICTION_COLUMNS,

@@ -31,7 +31,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "tensors": ("tensors", "fold_tensors"),
     "models": ("models.registry", "models.cnn2d", "models.cnn3d", "models.vit", "models.mae", "models"),
     "training": (
-        "engine_state",
+        "train_settings",
+        "device",
+        "optim",
+        "checkpoints",
         "augment",
         "engine",
         "linear_probe",

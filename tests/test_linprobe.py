@@ -14,8 +14,9 @@ import pytest
 import torch
 from test_engine import datasets, write_store
 
+from dmriscope.checkpoints import load_model
+from dmriscope.device import torch_threads
 from dmriscope.engine import predict
-from dmriscope.engine_state import load_model, torch_threads
 from dmriscope.io import InputError
 from dmriscope.linear_probe import fit_logistic, install_head
 from dmriscope.models.vit import ViTClassifier

@@ -24,17 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dmriscope.augment import RegionOccluder, random_shift
-from dmriscope.engine_state import (
-    BalancedLoss,
-    TrainSettings,
-    autocast,
-    load_resume_state,
-    make_optimizer,
-    pick_device,
-    save_atomic,
-    warmup_cosine,
-)
+from dmriscope.checkpoints import load_resume_state, save_atomic
+from dmriscope.device import autocast, pick_device
 from dmriscope.io import progress
+from dmriscope.optim import BalancedLoss, adamw, warmup_cosine_schedule
+from dmriscope.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict], None]
@@ -169,14 +163,11 @@ class _Selection:
 
 def _optimisation(model: nn.Module, settings: TrainSettings, n_train: int) -> tuple[Any, Any, bool]:
     """AdamW, its per-step warm-up + cosine schedule, and whether to drop a last batch of one (BatchNorm)."""
-    optimizer = make_optimizer(model, settings)
+    optimizer = adamw(model, settings.lr, settings.weight_decay)
     drop_last = n_train > settings.batch_size and n_train % settings.batch_size == 1
     steps = n_train // settings.batch_size if drop_last else -(-n_train // settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: warmup_cosine(
-            step, settings.warmup_epochs * steps, settings.epochs * steps, settings.min_lr_ratio
-        ),
+    scheduler = warmup_cosine_schedule(
+        optimizer, settings.warmup_epochs * steps, settings.epochs * steps, settings.min_lr_ratio
     )
     return optimizer, scheduler, drop_last
 

@@ -9,8 +9,9 @@ import logging
 import numpy as np
 import pandas as pd
 
+from dmriscope.checkpoints import checkpoint_normaliser, load_model
+from dmriscope.device import pick_device, torch_threads
 from dmriscope.engine import predict
-from dmriscope.engine_state import checkpoint_normaliser, load_model, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path
 from dmriscope.scores import PREDICTION_COLUMNS
 from dmriscope.tensors import VolumeDataset, read_index

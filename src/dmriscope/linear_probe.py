@@ -31,8 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dmriscope.augment import RegionOccluder
-from dmriscope.engine_state import TrainSettings
 from dmriscope.io import InputError
+from dmriscope.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 C_GRID = np.logspace(-4, 2, 13)

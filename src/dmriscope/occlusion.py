@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dmriscope.engine_state import autocast, checkpoint_normaliser, load_model, pick_device, torch_threads
+from dmriscope.checkpoints import checkpoint_normaliser, load_model
+from dmriscope.device import autocast, pick_device, torch_threads
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models import positive_probability
 from dmriscope.occlusion_slabs import ProbabilityFn, is_slab_model, occluded_probabilities

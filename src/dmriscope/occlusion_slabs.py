@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from dmriscope.engine_state import autocast
+from dmriscope.device import autocast
 
 ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]  # logits -> P(male) (B,); shared with dmriscope.occlusion
 

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dmriscope.engine_state import autocast, pick_device, warmup_cosine
+from dmriscope.device import autocast, pick_device
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models.mae import MaskedAutoencoder
 from dmriscope.models.vit import ViTEncoder, build_slab_encoder, load_encoder_state
+from dmriscope.optim import adamw, warmup_cosine_schedule
 from dmriscope.pretrain_eval import Pair, masked_loss_vs_mean, mean_target, pairs, population_mean
 from dmriscope.pretrain_figures import plot_loss, plot_reconstruction
 from dmriscope.tensors import Normaliser, VolumeDataset, read_index
@@ -107,15 +108,25 @@ def build_mae(encoder: ViTEncoder, pretrain: Mapping[str, Any]) -> MaskedAutoenc
     return MaskedAutoencoder(encoder, **{k: pretrain[k] for k in keys if k in pretrain})
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW (betas 0.9, 0.95); no decay on 1-D parameters, tokens and positional tables."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            skip = param.ndim <= 1 or name.rsplit(".", 1)[-1] in NO_DECAY
-            (no_decay if skip else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
+def _mae_epoch(
+    mae: MaskedAutoencoder, loader: DataLoader, optimizer: Any, schedule: Any, device: torch.device, desc: str
+) -> tuple[float, float]:
+    """One pass over ``loader``: (mean masked-patch MSE over its samples, the learning rate of its last step)."""
+    loss_sum, n_seen = 0.0, 0
+    for x, _ in progress(loader, desc=desc):
+        x = x.to(device, non_blocking=True)
+        with autocast(device):
+            loss, _, _ = mae(x)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{desc}: loss is {loss.item()}; lower pretrain lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        schedule.step()
+        loss_sum += loss.item() * len(x)
+        n_seen += len(x)
+    return loss_sum / n_seen, lr
 
 
 def train_mae(
@@ -150,9 +161,9 @@ def train_mae(
         pin_memory=device.type == "cuda",
     )
     epochs = int(stage["epochs"])
-    optimizer = make_optimizer(mae, float(stage["lr"]), weight_decay)
+    optimizer = adamw(mae, float(stage["lr"]), weight_decay, betas=(0.9, 0.95), no_decay_names=NO_DECAY)
     total, warm = epochs * len(loader), int(stage["warmup_epochs"]) * len(loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warm, total, 0.0))
+    schedule = warmup_cosine_schedule(optimizer, warm, total, 0.0)
     mae.to(device).train()
     rows: list[dict[str, float]] = []
     if val_pairs:  # epoch 0: the initialisation (random, or the 2D encoder for the 3D stage) against the baseline
@@ -164,21 +175,9 @@ def train_mae(
         for row in rows:
             history.write(json.dumps(row) + "\n")
         for epoch in range(1, epochs + 1):
-            start, loss_sum, n_seen = time.perf_counter(), 0.0, 0
-            for x, _ in progress(loader, desc=f"{desc} epoch {epoch}/{epochs}"):
-                x = x.to(device, non_blocking=True)
-                with autocast(device):
-                    loss, _, _ = mae(x)
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"{desc}: loss is {loss.item()} at epoch {epoch}; lower pretrain lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                schedule.step()
-                loss_sum += loss.item() * len(x)
-                n_seen += len(x)
-            row = {"epoch": epoch, "loss": loss_sum / n_seen, "lr": lr, "seconds": time.perf_counter() - start}
+            start = time.perf_counter()
+            loss, lr = _mae_epoch(mae, loader, optimizer, schedule, device, f"{desc} epoch {epoch}/{epochs}")
+            row = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": time.perf_counter() - start}
             if val_pairs:
                 row.update(validation_row(mae, val_pairs, seed, device))  # leaves mae in training mode
             history.write(json.dumps(row) + "\n")

@@ -18,22 +18,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dmriscope.augment import RegionOccluder
+from dmriscope.checkpoints import build_for_training, clear_checkpoints, fingerprint, save_atomic
+from dmriscope.config import REGISTRY_NAMES
+from dmriscope.device import make_deterministic, pick_device, torch_threads
 from dmriscope.engine import FitResult, fit
-from dmriscope.engine_state import (
-    REGISTRY_NAMES,
-    TrainSettings,
-    build_for_training,
-    clear_checkpoints,
-    fingerprint,
-    make_deterministic,
-    model_arch,
-    pick_device,
-    save_atomic,
-    settings_dict,
-    torch_threads,
-)
 from dmriscope.io import InputError, atomic_path
 from dmriscope.tensors import VolumeDataset, open_dataset
+from dmriscope.train_settings import TrainSettings, model_arch, settings_dict
 
 log = logging.getLogger(__name__)
 
