@@ -12,6 +12,7 @@ exits 1 when the speed-up is below the target.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -67,14 +68,18 @@ def write_cohort(folder: Path, n: int, shape: tuple[int, int, int], grid: tuple[
         t / "brain_mask.npy",
     )
     stack_tensors(
-        paths,
-        subjects,
-        folder / "split.tsv",
-        folder / "template_FA.nii.gz",
-        t / "brain_mask.npy",
-        t / "MD.npy",
-        t / "MD_index.tsv",
-        t / "MD_norm.json",
+        maps=paths,
+        subjects=subjects,
+        split=folder / "split.tsv",
+        template=folder / "template_FA.nii.gz",
+        brain_mask=t / "brain_mask.npy",
+        tensor=t / "MD.npy",
+        index=t / "MD_index.tsv",
+    )
+    store, brain = np.load(t / "MD.npy", mmap_mode="r"), np.load(t / "brain_mask.npy")
+    inside = np.asarray(store)[:, brain]  # a global normalisation: the loaders' arithmetic, not the fold statistics
+    (t / "MD_norm.json").write_text(
+        json.dumps({"mode": "global", "mean": float(inside.mean()), "std": float(inside.std())})
     )
     return paths
 

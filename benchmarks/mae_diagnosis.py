@@ -40,6 +40,23 @@ from dmriscope.pretrain import pretrain_mae2d, pretrain_mae3d
 from dmriscope.tensors import open_dataset
 
 
+def store_files(results: Path, metric: str) -> dict[str, Path]:
+    """The holdout split's (fold 0's) view of a metric's tensor store, as the workflow's rules pass it."""
+    store, fold = results / "tensors", results / "tensors" / "fold0"
+    return {
+        "tensors": store / f"{metric}.npy",
+        "index": fold / f"{metric}_index.tsv",
+        "norm": fold / f"{metric}_norm.json",
+        "brain_mask": store / "brain_mask.npy",
+        "norm_voxels": fold / f"{metric}_norm.npy",
+    }
+
+
+def fold_dataset(results: Path, metric: str, sets: list[str]):
+    f = store_files(results, metric)
+    return open_dataset(f["tensors"], f["index"], f["norm"], f["brain_mask"], sets, norm_voxels=f["norm_voxels"])
+
+
 def stack(dataset) -> np.ndarray:
     return np.stack([dataset[i][0][0].numpy() for i in range(len(dataset))])
 
@@ -48,8 +65,7 @@ def data_table(results: Path, metric: str) -> dict:
     """What a predictor of the validation input could reach, as a ratio to the population mean's MSE (brain voxels):
     an oracle that knows each subject's own atlas-region means, and the mean of a voxel's 26 neighbours."""
     store = results / "tensors"
-    args = (store / f"{metric}.npy", store / f"{metric}_index.tsv", store / f"{metric}_norm.json")
-    val = stack(open_dataset(*args, store / "brain_mask.npy", ["val"]))
+    val = stack(fold_dataset(results, metric, ["val"]))
     brain = np.load(store / "brain_mask.npy")
     atlas = np.load(store / "atlas.npy")
     total = float((val[:, brain] ** 2).sum())
@@ -78,8 +94,7 @@ def visible_rule_table(results: Path, metric: str, patches: list[tuple[int, int,
     mean, where none is visible); the masked-voxel MSE of that rule and of the visible white matter's global mean, as
     ratios to the population mean's, on validation and test subjects."""
     store = results / "tensors"
-    args = (store / f"{metric}.npy", store / f"{metric}_index.tsv", store / f"{metric}_norm.json")
-    volumes = stack(open_dataset(*args, store / "brain_mask.npy", ["val", "test"]))
+    volumes = stack(fold_dataset(results, metric, ["val", "test"]))
     brain = np.load(store / "brain_mask.npy")
     atlas = np.where(brain, np.load(store / "atlas.npy"), 0)
     rows = []
@@ -116,13 +131,7 @@ def visible_rule_table(results: Path, metric: str, patches: list[tuple[int, int,
 
 
 def pretrain(results: Path, metric: str, out: Path, vit: dict, settings: dict, threads: int) -> tuple[list, list]:
-    store = results / "tensors"
-    files = {
-        "tensors": str(store / f"{metric}.npy"),
-        "index": str(store / f"{metric}_index.tsv"),
-        "norm": str(store / f"{metric}_norm.json"),
-        "brain_mask": str(store / "brain_mask.npy"),
-    }
+    files = {k: str(v) for k, v in store_files(results, metric).items()}
     pretrain_mae2d(
         **files,
         checkpoint=str(out / "mae2d.pt"),
@@ -164,10 +173,7 @@ def features(results: Path, metric: str, checkpoint: Path | None, vit: dict) -> 
             load_pretrained_encoder(model, checkpoint)
         model.eval()
     for name in ("train", "test"):
-        data = open_dataset(
-            store / f"{metric}.npy", store / f"{metric}_index.tsv", store / f"{metric}_norm.json",
-            store / "brain_mask.npy", [name],
-        )  # fmt: skip
+        data = fold_dataset(results, metric, [name])
         x = torch.from_numpy(stack(data))[:, None]
         out[name] = {pool: torch.cat([m.features(b) for b in x.split(16)]).numpy() for pool, m in models.items()}
         out[name]["y"] = data.labels

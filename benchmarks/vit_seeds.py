@@ -28,23 +28,27 @@ from dmriscope.train_run import train_model_files
 
 
 def test_auc(results: Path, metric: str, model: str, config: dict, seed: int) -> float:
-    store = results / "tensors"
-    files = [str(store / f"{metric}{s}") for s in (".npy", "_index.tsv", "_norm.json")] + [
-        str(store / "brain_mask.npy")
-    ]
+    store, fold = results / "tensors", results / "tensors" / "fold0"  # the holdout split is fold 0
+    files = {
+        "tensor": str(store / f"{metric}.npy"),
+        "index": str(fold / f"{metric}_index.tsv"),
+        "norm": str(fold / f"{metric}_norm.json"),
+        "brain_mask": str(store / "brain_mask.npy"),
+    }
+    voxels = str(fold / f"{metric}_norm.npy")
     train = {**config["train"], "seed": seed}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         train_model_files(
-            model=model, tensor=files[0], index=files[1], norm=files[2], brain_mask=files[3],
-            split_digest=str(results / "split" / "split.sha256"),
-            pretrained=str(results / "pretrain" / metric / "mae3d.pt") if model != "vit_scratch" else None,
+            model=model, **files, norm_voxels=voxels, split_digest=str(results / "split" / "split.sha256"),
+            pretrained=str(results / "pretrain" / metric / "fold0" / "mae3d.pt") if model != "vit_scratch" else None,
             train=train, models=config["models"], grid=config["grid"], checkpoint_dir=str(out / "ck"),
             best=str(out / "best.pt"), history=str(out / "h.jsonl"), hparams=str(out / "p.json"), threads=1,
             atlas=str(store / "atlas.npy"), wm_mask=str(store / "wm_mask.npy"),
         )  # fmt: skip
         net, _ = load_model(out / "best.pt", "cpu")
-        p, y, _ = predict(net, open_dataset(*files, ["test"]), torch.device("cpu"))
+        test = open_dataset(*files.values(), ["test"], norm_voxels=voxels)
+        p, y, _ = predict(net, test, torch.device("cpu"))
     return float(classification_metrics(y, p)["auc"])
 
 

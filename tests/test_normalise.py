@@ -61,7 +61,7 @@ def test_files_round_trip_and_checkpoint_state(tmp_path):
     voxels = np.stack([np.zeros((2, 2, 2)), np.full((2, 2, 2), 3.0)]).astype(np.float32)
     stats = {"mode": "voxel", "clip": 4.0, "mean": 1.0, "std": 2.0, "std_floor": 0.5}
     write_norm(stats, voxels, tmp_path / "MD_norm.json", tmp_path / "MD_norm.npy")
-    norm = Normaliser.from_files(tmp_path / "MD_norm.json")
+    norm = Normaliser.from_files(tmp_path / "MD_norm.json", tmp_path / "MD_norm.npy")
     assert norm.mode == "voxel" and norm.clip == 4.0
     np.testing.assert_array_equal(norm.std, voxels[1])
     again = Normaliser.from_state(norm.state())
@@ -77,6 +77,8 @@ def test_files_round_trip_and_checkpoint_state(tmp_path):
 def test_bad_norm_files_name_the_file(tmp_path):
     (tmp_path / "MK_norm.json").write_text(json.dumps({"mode": "voxel", "mean": 1.0, "std": 1.0}))
     with pytest.raises(InputError, match="MK_norm.npy"):
+        Normaliser.from_files(tmp_path / "MK_norm.json", tmp_path / "MK_norm.npy")  # missing
+    with pytest.raises(InputError, match="MK_norm.json.*norm_voxels"):  # passed by the rule, never guessed
         Normaliser.from_files(tmp_path / "MK_norm.json")
     (tmp_path / "MK_norm.json").write_text(json.dumps({"mode": "robust", "mean": 1.0, "std": 1.0}))
     with pytest.raises(InputError, match="MK_norm.json.*robust"):

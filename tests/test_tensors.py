@@ -205,8 +205,9 @@ def test_loader_equals_nifti_to_grid_and_normalisation(tmp_path, mode):
     run_stack(tmp_path, cohort, mode=mode, clip=1.5)
     out = tmp_path / "out"
     dataset = open_dataset(
-        out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["val", "test"]
-    )
+        out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["val", "test"],
+        norm_voxels=out / "MD_norm.npy",
+    )  # fmt: skip
     norm = json.loads((out / "MD_norm.json").read_text())
     mean, std = np.float32(norm["mean"]), np.float32(norm["std"])
     if mode == "voxel":
@@ -238,8 +239,9 @@ def test_dataset_survives_pickling_for_workers(tmp_path):
     run_stack(tmp_path, cohort)
     out = tmp_path / "out"
     dataset = open_dataset(
-        out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["train"]
-    )
+        out / "MD.npy", out / "MD_index.tsv", out / "MD_norm.json", out / "brain_mask.npy", ["train"],
+        norm_voxels=out / "MD_norm.npy",
+    )  # fmt: skip
     first = dataset[0][0]
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone._store is None

@@ -17,6 +17,7 @@ if __name__ == "__main__":
         tensor=snakemake.input.tensor,
         index=snakemake.input.index,
         norm=snakemake.input.norm,
+        norm_voxels=snakemake.input.norm_voxels,
         brain_mask=snakemake.input.brain_mask,
         split_digest=snakemake.input.split_digest,
         pretrained=_single(snakemake.input.pretrained),

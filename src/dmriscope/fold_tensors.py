@@ -62,8 +62,6 @@ def fold_tensors(
     (``mode`` and ``clip``: config keys ``tensors.normalisation`` and ``tensors.clip``)."""
     if mode not in MODES:
         raise InputError(f"config key 'tensors.normalisation': {mode!r} is not one of {MODES}")
-    if Path(out_norm_voxels) != Path(out_norm).with_suffix(".npy"):
-        raise InputError(f"{out_norm_voxels}: the voxel statistics must lie beside {out_norm} as its .npy")
     table = fold_index(read_index(index), pd.read_csv(fold, sep="\t", dtype={"subject": str}), fold)
     mask = np.load(brain_mask)
     store = np.load(tensor, mmap_mode="r")

@@ -69,9 +69,9 @@ class Normaliser:
         )
 
     @classmethod
-    def from_files(cls, norm_json: str | Path) -> Normaliser:
-        """Read a ``{metric}_norm.json`` written by `stack_tensors` (and, in voxel mode, the ``{metric}_norm.npy``
-        beside it: (2, S, H, W) float32, voxel mean and floored voxel SD)."""
+    def from_files(cls, norm_json: str | Path, norm_voxels: str | Path | None = None) -> Normaliser:
+        """Read a ``{metric}_norm.json`` written by `normalise_fold` and, in voxel mode, its ``norm_voxels`` file
+        ((2, S, H, W) float32: voxel mean and floored voxel SD), which the rule passes like every other input."""
         path = Path(norm_json)
         if not path.exists():
             raise InputError(f"{path}: file not found")
@@ -81,7 +81,9 @@ class Normaliser:
             if mode == "global":
                 mean, std = float(stats["mean"]), float(stats["std"])
             elif mode == "voxel":
-                voxels = load_voxel_stats(path.with_suffix(".npy"))
+                if norm_voxels is None:
+                    raise InputError(f"{path}: voxel normalisation needs its voxel statistics (norm_voxels, .npy)")
+                voxels = load_voxel_stats(norm_voxels)
                 mean, std = voxels[0], voxels[1]
             else:
                 raise InputError(f"{path}: normalisation mode {mode!r} is not one of {MODES}")

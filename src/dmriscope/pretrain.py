@@ -68,9 +68,14 @@ class SlabDataset(VolumeDataset):
 
 
 def open_store(
-    tensors: str | os.PathLike, index: str | os.PathLike, norm: str | os.PathLike, brain_mask: str | os.PathLike
+    tensors: str | os.PathLike,
+    index: str | os.PathLike,
+    norm: str | os.PathLike,
+    brain_mask: str | os.PathLike,
+    norm_voxels: str | os.PathLike | None = None,
 ) -> tuple[Any, Normaliser, np.ndarray, tuple[int, int, int]]:
-    """The index table, normaliser, brain mask and grid (S, H, W) of a tensor store, checked against each other."""
+    """The index table, normaliser (``norm_voxels``: its voxel statistics, in voxel mode), brain mask and grid
+    (S, H, W) of a tensor store, checked against each other."""
     for path in (tensors, index, norm, brain_mask):
         if not Path(path).exists():
             raise InputError(f"{path}: file not found")
@@ -83,7 +88,7 @@ def open_store(
     mask = np.load(brain_mask).astype(bool)
     if mask.shape != store.shape[1:]:
         raise InputError(f"{brain_mask}: shape {mask.shape} differs from the store grid {store.shape[1:]}")
-    normaliser = Normaliser.from_files(norm)
+    normaliser = Normaliser.from_files(norm, norm_voxels)
     if isinstance(normaliser.mean, np.ndarray) and normaliser.mean.shape != mask.shape:
         raise InputError(f"{norm}: voxel statistics of grid {normaliser.mean.shape} differ from {mask.shape}")
     return table, normaliser, mask, tuple(int(v) for v in store.shape[1:])  # type: ignore[return-value]
@@ -212,11 +217,11 @@ def save_checkpoint(
 
 
 def _open_for_pretraining(
-    tensors: str, index: str, norm: str, brain_mask: str, vit: Mapping[str, Any], threads: int
+    tensors: str, index: str, norm: str, brain_mask: str, vit: Mapping[str, Any], threads: int, norm_voxels: str | None
 ) -> tuple:
     """Set torch threads, open the tensor store and check that the ViT patch tiles its grid (both MAE stages)."""
     torch.set_num_threads(max(1, int(threads)))
-    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask)
+    table, normaliser, mask, grid = open_store(tensors, index, norm, brain_mask, norm_voxels)
     patch = tuple(vit["patch"])
     check_grid_fits(grid, patch, tensors)
     return table, normaliser, mask, grid, patch
@@ -247,6 +252,7 @@ def _datasets(
 
 
 def pretrain_mae2d(
+    *,
     tensors: str,
     index: str,
     norm: str,
@@ -257,9 +263,11 @@ def pretrain_mae2d(
     vit: Mapping[str, Any],
     pretrain: Mapping[str, Any],
     threads: int = 1,
+    norm_voxels: str | None = None,
 ) -> None:
     """Rule pretrain_mae2d: a 2D MAE on the sagittal slabs (s = vit patch depth) of the ``pretrain.sets`` subjects."""
-    table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
+    opened = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads, norm_voxels)
+    table, normaliser, mask, grid, patch = opened
     volumes, val_set = _datasets(tensors, index, table, normaliser, mask, pretrain)
     slabs = SlabDataset(tensors, volumes.index, normaliser, mask, patch[0])
     target = mean_target(volumes, patch[1:], bool(pretrain.get("norm_pix_loss")), slab=patch[0])
@@ -276,6 +284,7 @@ def pretrain_mae2d(
 
 
 def pretrain_mae3d(
+    *,
     tensors: str,
     index: str,
     norm: str,
@@ -288,9 +297,11 @@ def pretrain_mae3d(
     vit: Mapping[str, Any],
     pretrain: Mapping[str, Any],
     threads: int = 1,
+    norm_voxels: str | None = None,
 ) -> None:
     """Rule pretrain_mae3d: a 3D MAE on the ``pretrain.sets`` volumes, encoder initialised from the 2D MAE ``init``."""
-    table, normaliser, mask, grid, patch = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads)
+    opened = _open_for_pretraining(tensors, index, norm, brain_mask, vit, threads, norm_voxels)
+    table, normaliser, mask, grid, patch = opened
     volumes, val_set = _datasets(tensors, index, table, normaliser, mask, pretrain)
     target = mean_target(volumes, patch, bool(pretrain.get("norm_pix_loss")))
     val_pairs = pairs(val_set, target) if val_set is not None else []

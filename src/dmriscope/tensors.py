@@ -262,11 +262,18 @@ class VolumeDataset(Dataset):
 
 
 def open_dataset(
-    npy: str | Path, index_tsv: str | Path, norm_json: str | Path, brain_mask: str | Path, sets: Sequence[str]
+    npy: str | Path,
+    index_tsv: str | Path,
+    norm_json: str | Path,
+    brain_mask: str | Path,
+    sets: Sequence[str],
+    *,
+    norm_voxels: str | Path | None = None,
 ) -> VolumeDataset:
-    """The dataset of the rows whose set is in ``sets`` (e.g. ``["train"]``), normalised with the stored stats."""
+    """The dataset of the rows whose set is in ``sets`` (e.g. ``["train"]``), normalised with the fold's training
+    statistics (``norm_voxels``: their voxel part, needed in voxel mode)."""
     index = read_index(index_tsv)
     chosen = index[index["set"].isin(list(sets))]
     if chosen.empty:
         raise InputError(f"{index_tsv}: no subject in set(s) {list(sets)}")
-    return VolumeDataset(npy, chosen, Normaliser.from_files(norm_json), np.load(brain_mask))
+    return VolumeDataset(npy, chosen, Normaliser.from_files(norm_json, norm_voxels), np.load(brain_mask))

@@ -115,13 +115,15 @@ def train_model_files(
     device: str | None = None,
     atlas: str | None = None,
     wm_mask: str | None = None,
+    norm_voxels: str | None = None,
 ) -> FitResult:
     """Rule train_model: train ``model`` on one metric's tensor store; write best.pt, history.jsonl and
     hparams.json (the resume state lives in ``checkpoint_dir``, removed once the outputs are written).
-    ``atlas``/``wm_mask``: the grid .npy files, needed when ``train.augment_occlude`` > 0."""
+    ``atlas``/``wm_mask``: the grid .npy files, needed when ``train.augment_occlude`` > 0; ``norm_voxels``: the
+    fold's voxel statistics, needed with voxel normalisation."""
     settings = TrainSettings.from_config(train, model)
-    train_set = open_dataset(tensor, index, norm, brain_mask, ["train"])
-    val_set = open_dataset(tensor, index, norm, brain_mask, ["val"])
+    train_set = open_dataset(tensor, index, norm, brain_mask, ["train"], norm_voxels=norm_voxels)
+    val_set = open_dataset(tensor, index, norm, brain_mask, ["val"], norm_voxels=norm_voxels)
     if tuple(train_set.store.shape[1:]) != tuple(grid):
         raise InputError(f"{tensor}: grid {train_set.store.shape[1:]} is not config key 'grid' {list(grid)}")
     arch = model_arch(model, models)
