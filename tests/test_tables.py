@@ -61,7 +61,7 @@ def test_table2_files(tmp_path):
     md = (tmp_path / "t2.md").read_text()
     assert "positive class = male" in md and "95% confidence intervals" in md and "9 male / 11 female" in md
     assert "| 3D ViT, MAE + fine-tuning" in md and "0.710/0.850/0.667/0.789" in md
-    with pytest.raises(InputError, match="6 model x metric"):
+    with pytest.raises(InputError, match="no metrics.json for vit_finetune/MK"):
         render_table2(files[:5], MODELS, METRICS, tmp_path / "x.tsv", tmp_path / "x.md")
 
 

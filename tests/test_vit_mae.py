@@ -208,7 +208,8 @@ def write_store(folder: Path, volumes: np.ndarray, sets: list[str], voxel: bool 
         stats = {"mean": float(train.mean()), "std": float(train.std())}
     (folder / "FA_norm.json").write_text(json.dumps(stats))
     np.save(folder / "brain_mask.npy", np.ones(volumes.shape[1:], dtype=bool))
-    files = [("tensors", "FA.npy"), ("index", "FA_index.tsv"), ("norm", "FA_norm.json"), ("brain_mask", "brain_mask.npy")]
+    files = [("tensors", "FA.npy"), ("index", "FA_index.tsv"), ("norm", "FA_norm.json")]
+    files += [("brain_mask", "brain_mask.npy")]
     return {k: str(folder / f) for k, f in files + ([("norm_voxels", "FA_norm.npy")] if voxel else [])}
 
 

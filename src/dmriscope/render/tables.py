@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmriscope.io import InputError, atomic_path
+from dmriscope.stats import model_metric_from_path
 
 log = logging.getLogger(__name__)
 
@@ -179,17 +180,20 @@ def write_table(
         write_html([(title, frame)], html, title)
 
 
+def read_metrics(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read metrics ({exc})") from None
+
+
 def read_results(paths: Sequence[str | Path], models: Sequence[str], metrics: Sequence[str]) -> dict:
-    """metrics.json files given in (model, metric) order, model-major, as (model, metric) -> dict."""
-    keys = [(m, k) for m in models for k in metrics]
-    if len(paths) != len(keys):
-        raise InputError(f"table 2: {len(paths)} metrics files for {len(keys)} model x metric pairs")
-    results = {}
-    for key, path in zip(keys, paths, strict=True):
-        try:
-            results[key] = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: cannot read metrics ({exc})") from None
+    """(model, metric) -> metrics.json content, each file keyed by its own path ``.../{model}/{metric}/metrics.json``
+    (not by its position in the list); InputError naming a pair of ``models`` x ``metrics`` that has no file."""
+    results = {model_metric_from_path(p): read_metrics(p) for p in paths}
+    missing = [f"{m}/{k}" for m in models for k in metrics if (m, k) not in results]
+    if missing:
+        raise InputError(f"table 2: no metrics.json for {', '.join(missing)} ({len(paths)} files given)")
     return results
 
 
@@ -275,7 +279,7 @@ def render_table2(
         results.update(read_results(region_baseline, ["region_means"], metrics))
         models = [*models, "region_means"]
     if baseline is not None:
-        content = read_results([baseline], [BASELINE], metrics[:1])[BASELINE, metrics[0]]
+        content = read_metrics(baseline)
         results.update({(BASELINE, metric): content for metric in metrics})
         models = [*models, BASELINE]
     table = table2(results, models, metrics)
