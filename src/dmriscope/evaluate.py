@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from dmriscope.checkpoints import checkpoint_normaliser, load_model
 from dmriscope.device import pick_device, torch_threads
@@ -29,18 +30,26 @@ def predictions_table(model, dataset: VolumeDataset, device=None, batch_size: in
     return frame[PREDICTION_COLUMNS]
 
 
+def open_test_set(
+    checkpoint: str, tensor: str, index: str, brain_mask: str, device: str | None = None
+) -> tuple[nn.Module, dict, VolumeDataset]:
+    """The trained model of ``best.pt`` (eval mode), its metadata, and the test subjects of the fold's ``index``
+    normalised with the checkpoint's own training-set statistics: what evaluation and occlusion both read."""
+    model, info = load_model(checkpoint, device)
+    table = read_index(index)
+    test = table[table["set"] == "test"]
+    if test.empty:
+        raise InputError(f"{index}: no test subject")
+    return model, info, VolumeDataset(tensor, test, checkpoint_normaliser(info, checkpoint), np.load(brain_mask))
+
+
 def predict_test_files(
     *, checkpoint: str, tensor: str, index: str, brain_mask: str, out_predictions: str, threads: int | None = None
 ) -> pd.DataFrame:
     """Rule predict_test: P(male) of every test subject of the fold's ``index`` with ``best.pt`` (one run of a
     model x metric x fold x seed; `dmriscope.ensemble` pools the runs into the reported predictions)."""
     with torch_threads(threads):
-        model, info = load_model(checkpoint)
-        table = read_index(index)
-        test = table[table["set"] == "test"]
-        if test.empty:
-            raise InputError(f"{index}: no test subject")
-        dataset = VolumeDataset(tensor, test, checkpoint_normaliser(info, checkpoint), np.load(brain_mask))
+        model, info, dataset = open_test_set(checkpoint, tensor, index, brain_mask)
         predictions = predictions_table(model, dataset, batch_size=int(info["train"]["batch_size"]))
     with atomic_path(out_predictions) as tmp:
         predictions.to_csv(tmp, sep="\t", index=False, float_format="%.9g")  # float32 round-trips at 9 digits

@@ -33,13 +33,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dmriscope.checkpoints import checkpoint_normaliser, load_model
 from dmriscope.device import autocast, pick_device, torch_threads
+from dmriscope.evaluate import open_test_set
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.models import positive_probability
 from dmriscope.occlusion_slabs import ProbabilityFn, is_slab_model, occluded_probabilities
 from dmriscope.regions import atlas_regions, mean_wm_value, read_labels
-from dmriscope.tensors import VolumeDataset, read_index
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +280,8 @@ def occlude_model_files(
     atlas labels TSV. The normalisation is the checkpoint's (training-set statistics), as in evaluation.
     """
     with torch_threads(threads):
-        model, info = load_model(checkpoint, device)
-        table = read_index(index)
-        test = table[table["set"] == "test"]
-        if test.empty:
-            raise InputError(f"{index}: no test subject")
-        dataset = VolumeDataset(tensor, test, checkpoint_normaliser(info, checkpoint), np.load(brain_mask))
+        model, info, dataset = open_test_set(checkpoint, tensor, index, brain_mask, device)
+        test = dataset.index
         atlas_data, wm = np.load(atlas), np.load(wm_mask).astype(bool)
         if atlas_data.shape != dataset.brain_mask.shape or wm.shape != atlas_data.shape:
             raise InputError(f"{atlas}: grid {atlas_data.shape} differs from the brain mask's or the WM mask's")

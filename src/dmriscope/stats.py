@@ -70,19 +70,25 @@ REGION_COLUMNS = (
 TEST_COLUMNS = REGION_COLUMNS[:7] + ("statistic", "p_raw")
 
 
-def wilcoxon_greater(delta: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """One-sided Wilcoxon signed-rank test of `delta` (n,) > 0: (W+ statistic, p). All-zero or empty -> (0, 1)."""
+def wilcoxon(delta: Sequence[float] | np.ndarray, alternative: str = "greater") -> tuple[float, float]:
+    """Wilcoxon signed-rank test of paired differences `delta` (n,) (scipy; ``alternative`` "greater": delta > 0,
+    "two-sided"): (statistic, p). All-zero or empty -> (0, 1)."""
     delta = np.asarray(delta, dtype=float)
     if delta.size == 0 or not np.any(delta != 0):
         return 0.0, 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # "exact p-value calculation does not work with ties"
         try:
-            res = stats.wilcoxon(delta, alternative="greater")
+            res = stats.wilcoxon(delta, alternative=alternative)
         except ValueError:
             return 0.0, 1.0
     p = float(res.pvalue)
     return float(res.statistic), (1.0 if not np.isfinite(p) else p)
+
+
+def wilcoxon_greater(delta: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """One-sided Wilcoxon signed-rank test of `delta` > 0 (the occlusion test): (W+ statistic, p)."""
+    return wilcoxon(delta, "greater")
 
 
 def adjust_pvalues(p: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +262,7 @@ def compare_models(predictions: Mapping[tuple[str, str], pd.DataFrame], referenc
             if len(paired) != len(own) or len(paired) != len(ref):
                 raise InputError(f"{model}/{metric}: test subjects differ from {reference}'s")
             diff = (paired["model"] - paired["ref"]).to_numpy()
-            stat, p = _wilcoxon_two_sided(diff)
+            stat, p = wilcoxon(diff, "two-sided")
             rows.append(
                 {
                     "metric": metric,
@@ -271,17 +277,6 @@ def compare_models(predictions: Mapping[tuple[str, str], pd.DataFrame], referenc
                 }
             )
     return pd.DataFrame(rows)
-
-
-def _wilcoxon_two_sided(diff: np.ndarray) -> tuple[float, float]:
-    """Two-sided paired Wilcoxon signed-rank on differences (n,); identical predictions -> (0, 1)."""
-    if diff.size == 0 or not np.any(diff != 0):
-        return 0.0, 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        res = stats.wilcoxon(diff)
-    p = float(res.pvalue)
-    return float(res.statistic), (1.0 if not np.isfinite(p) else p)
 
 
 def read_tsv(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:
