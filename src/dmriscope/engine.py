@@ -132,8 +132,8 @@ def selection_start(settings: TrainSettings) -> int:
     """The first epoch (0-based) that model selection and early stopping consider: the one after the warm-up.
 
     During warm-up the learning rate is still ramping up and the model is close to its initialisation; with a small
-    validation set such a model can win on noise (null cohort, 20 validation subjects: cnn3d on FA chose epoch 1 at
-    validation AUC 0.72 and scored test AUC 0.72). The last epoch is always a candidate.
+    validation set such a model can win on noise (seen on a null cohort: README, "Planted truth"). The last epoch is
+    always a candidate.
     """
     return min(settings.warmup_epochs, settings.epochs - 1)
 

@@ -13,15 +13,13 @@ The drop is measured on one of two scales (config key ``occlusion.test_scale``):
 
 Both have the same signs (logit is monotone), so only the ranks differ. On the probability scale the ranks are
 dominated by the least confident subjects, whose probabilities can still move, whereas a confident model's evidence
-shows only in log-odds. On the 160-subject synthetic cohort (cnn2d and cnn3d on FA/MD/MK, 40 test subjects) the
-log-odds scale found 24 of the 48 planted region-model pairs at BH-FDR, the probability scale 19, neither any
-spurious region (README, "Planted truth"). The paper's
-criterion is the raw p < alpha; Benjamini-Hochberg (FDR) and Holm (FWER) adjusted p-values over the regions of one
-model x metric are reported beside it (``statsmodels.stats.multitest.multipletests``).
+shows only in log-odds (how many planted regions each scale finds is measured in README, "Planted truth"). The
+paper's criterion is the raw p < alpha; Benjamini-Hochberg (FDR) and Holm (FWER) adjusted p-values over the
+regions of one model x metric are reported beside it (``statsmodels.stats.multitest.multipletests``).
 
 Union over models (`union_statistics`): per region Simes' combination of the models' raw p-values, then the same
 corrections over the regions; it controls the FDR of the union, which pooling each model's FDR-significant regions
-does not (160-subject synthetic cohort: pooled MD/MK precision 0.78, region-level 0.86; README, "Planted truth").
+does not (the two compared on the synthetic cohorts: README, "Planted truth").
 
 Model comparison (`compare_models`): per metric, the two-sided Wilcoxon signed-rank test of each model's
 correct-class probabilities against the reference model's (vit_scratch in the paper), paired by test subject.
