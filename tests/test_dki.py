@@ -185,30 +185,6 @@ def test_select_volumes_keeps_b_within_50_of_a_shell():
     assert shells.shell_counts(bvals, [0, 1000, 2000, 3000]).tolist() == [2, 1, 2, 1]
 
 
-@pytest.mark.parametrize("jitter", [0.0, 30.0])
-def test_factored_products_rebuild_every_normal_matrix_entry(jitter):
-    """The 95 distinct moments, gathered and scaled, are the 484 column products (HCP's scheme, and one whose
-    b-values vary around the shells as real ones do), and the normal matrices built from them equal the direct ones."""
-    bvals, bvecs = load_hcp_scheme()
-    bvals = bvals + np.where(bvals > 0, np.random.default_rng(3).uniform(-jitter, jitter, len(bvals)), 0.0)
-    design = dki.make_design(bvals, bvecs)
-    scaled = design.matrix * design.scale
-    direct = np.einsum("gi,gj->gij", scaled, scaled).reshape(len(bvals), 484)
-    np.testing.assert_allclose(design.moments[:, design.gather] * design.coefficient, direct, rtol=0, atol=1e-15)
-    assert design.moments.shape[1] == 95
-    weights = np.random.default_rng(0).uniform(0, 1, (7, len(bvals)))
-    rebuilt = (np.take(weights @ design.moments, design.gather, axis=1) * design.coefficient).reshape(7, 22, 22)
-    np.testing.assert_allclose(rebuilt, np.einsum("ng,gi,gj->nij", weights, scaled, scaled), rtol=1e-12, atol=1e-15)
-
-
-def test_cholesky_solve_equals_numpy_solve():
-    rng = np.random.default_rng(1)
-    design = rng.standard_normal((50, 40, 22))
-    normal, rhs = np.einsum("ngi,ngj->nij", design, design), rng.standard_normal((50, 22))
-    expected = np.linalg.solve(normal, rhs[..., None])[..., 0]
-    np.testing.assert_allclose(dki._cholesky_solve(normal, rhs), expected, rtol=1e-10, atol=1e-12)
-
-
 def test_singular_system_falls_back_to_pseudo_inverse():
     normal = np.stack([np.eye(3), np.diag([1.0, 1.0, 0.0])])
     rhs = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])

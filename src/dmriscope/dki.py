@@ -5,8 +5,8 @@ weighted linear least squares (`ls_fit_dki`: OLS on log-signals; WLS weights = O
 eigenvalue floor `1e-6 / -min(design)` of `DiffusionKurtosisModel`, signals clipped to `MIN_POSITIVE_SIGNAL`,
 `decompose_tensor`, `fractional_anisotropy`, `mean_diffusivity` and analytic MK. Done here by hand: the solve (dipy
 solves one voxel at a time, ``pinv`` of a 288 x 22 matrix per voxel, a few hundred voxels/s; here a chunk of voxels
-is solved at once through the weighted normal equations on a column-scaled design: one matrix product of the
-weights with the 95 distinct column products for all voxels, then batched 22 x 22 Cholesky solves) and MK
+is solved at once through the weighted normal equations on a column-scaled design: one matrix product for all
+voxels, then batched 22 x 22 solves) and MK
 (`dmriscope.kurtosis`, dipy's `mean_kurtosis` vectorised, ~10x faster than its per-voxel loop). tests/test_dki.py
 checks both against dipy. The design matrix and the tensor functions come
 through `dmriscope.tensor` (dipy's own design function, bit-identical copies of the others) and the gradient files
@@ -56,9 +56,17 @@ MIN_RELATIVE_SINGULAR = 1e-4
 READ_BLOCK_BYTES = 256 * 2**20  # bytes of the 4D image read at once (whole volumes)
 METHODS = ("WLS", "OLS")
 _UPPER = np.triu_indices(22)
-_DISTINCT_ATOL = 1e-12  # unit-norm product columns closer than this (max abs) are the same column
 
 
+def _symmetric_index() -> np.ndarray:
+    """(484,): for each (i, j) of a 22 x 22 matrix (C order), the column of `DkiDesign.products` holding it."""
+    index = np.zeros((22, 22), dtype=np.intp)
+    index[_UPPER] = np.arange(len(_UPPER[0]))
+    index.T[_UPPER] = index[_UPPER]
+    return index.ravel()
+
+
+_SYMMETRIC = _symmetric_index()
 # what nibabel raises on broken files: a truncated .gz (EOFError, zlib.error, BadGzipFile), a short .nii
 # (ValueError "Expected ... bytes"), a bad header (ImageFileError, a ValueError subclass)
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error)
@@ -71,47 +79,15 @@ class DkiDesign:
     matrix: (g, 22) `dipy.reconst.dki.design_matrix` (b in s/mm^2; 6 DT, 15 KT x MD^2, -log S0 columns).
     pinv: (22, g) its pseudo-inverse (dipy's OLS solution operator).
     scale: (22,) 1 / column norms, so the weighted normal equations are well conditioned.
-    moments: (g, m) the distinct products of two scaled columns, each scaled to unit norm (`_factor_products`).
-    gather, coefficient: (484,) entry (i, j) of a normal matrix (C order) is coefficient * moment `gather`; so
-        weights (n, g) @ moments, gathered and scaled, are the n normal matrices.
+    products: (g, 253) products of scaled columns i <= j; weights (n, g) @ products = the n normal matrices.
     min_diffusivity: eigenvalue floor in mm^2/s, 1e-6 / -min(matrix), as in `DiffusionKurtosisModel`.
     """
 
     matrix: np.ndarray
     pinv: np.ndarray
     scale: np.ndarray
-    moments: np.ndarray
-    gather: np.ndarray
-    coefficient: np.ndarray
+    products: np.ndarray
     min_diffusivity: float
-
-
-def _factor_products(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The products scaled[:, i] * scaled[:, j] of a (g, 22) design as distinct unit columns times scalars.
-
-    A DKI row is b g_i g_j (DT), b^2 g_i g_j g_k g_l (KT) and 1 (S0) with the row's own b, so a product of two columns
-    is a constant times b^p times a monomial of g, and only 95 of the 253 products differ by more than a constant
-    (e.g. D_xx * D_yy and D_xy * D_xy are both b^2 g_x^2 g_y^2). The weighted sums of the 95 give all 484 entries, at
-    3/8 of the arithmetic of the 253 (`benchmarks/dki_fit.py`). Returns moments (g, m), gather (484,), coefficient
-    (484,); exact up to rounding (tests/test_dki.py rebuilds every product from them).
-    """
-    rows, cols = np.divmod(np.arange(22 * 22), 22)
-    products = scaled[:, rows] * scaled[:, cols]
-    norms = np.linalg.norm(products, axis=0)
-    units = products / np.where(norms > 0, norms, 1.0)
-    peak = units[np.abs(units).argmax(axis=0), np.arange(units.shape[1])]
-    sign = np.where(peak < 0, -1.0, 1.0)
-    units *= sign
-    # group equal unit columns: sort by a random projection, split where it jumps, then check each group exactly
-    key = units.T @ np.random.default_rng(0).standard_normal(len(units))
-    order = np.argsort(key, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(key[order]) > _DISTINCT_ATOL * len(units)])
-    group = np.empty(len(key), dtype=np.intp)
-    group[order] = np.cumsum(np.isin(np.arange(len(key)), starts)) - 1
-    first = order[starts]
-    if np.abs(units - units[:, first[group]]).max() > _DISTINCT_ATOL:  # a projection collision: keep all columns
-        return units, np.arange(len(key)), norms * sign
-    return units[:, first], group, norms * sign
 
 
 def make_design(bvals: np.ndarray, bvecs: np.ndarray) -> DkiDesign:
@@ -125,34 +101,16 @@ def make_design(bvals: np.ndarray, bvecs: np.ndarray) -> DkiDesign:
             f"the scheme cannot determine the 22 DKI parameters (relative smallest singular value "
             f"{singular.min() / singular.max():.1e}); DKI needs >= 2 non-zero shells with >= 15 directions each"
         )
-    moments, gather, coefficient = _factor_products(scaled)
-    return DkiDesign(matrix, np.linalg.pinv(matrix), scale, moments, gather, coefficient, 1e-6 / -matrix.min())
-
-
-def _cholesky_solve(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve n symmetric positive definite systems normal (n, k, k) @ x = rhs (n, k) by Cholesky.
-
-    numpy has no batched triangular solve, and `np.linalg.solve` factors each system by LU; here the factor comes
-    from `np.linalg.cholesky` and the two substitutions run over all n systems at once, voxels last (contiguous).
-    LinAlgError if a system is not positive definite.
-    """
-    lower = np.ascontiguousarray(np.linalg.cholesky(normal).transpose(1, 2, 0))
-    forward = np.empty((rhs.shape[1], len(rhs)))
-    for j, (row, b) in enumerate(zip(lower, rhs.T)):
-        forward[j] = (b - np.einsum("in,in->n", row[:j], forward[:j])) / row[j]
-    x = np.empty_like(forward)
-    for j in reversed(range(len(x))):
-        x[j] = (forward[j] - np.einsum("in,in->n", lower[j + 1 :, j], x[j + 1 :])) / lower[j, j]
-    return x.T
+    products = scaled[:, _UPPER[0]] * scaled[:, _UPPER[1]]
+    return DkiDesign(matrix, np.linalg.pinv(matrix), scale, products, 1e-6 / -matrix.min())
 
 
 def _solve_stacked(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve n weighted normal systems normal (n, k, k) @ x = rhs (n, k); others than positive definite ones
-    (a degenerate voxel) through the pseudo-inverse."""
+    """Solve n systems normal (n, k, k) @ x = rhs (n, k); singular ones through the pseudo-inverse."""
     try:
-        return _cholesky_solve(normal, rhs)
+        return np.linalg.solve(normal, rhs[..., None])[..., 0]
     except np.linalg.LinAlgError:
-        log.warning("a weighted system in a chunk of %d voxels is not positive definite: pseudo-inverse", len(rhs))
+        log.warning("singular weighted system in a chunk of %d voxels: solving it by pseudo-inverse", len(rhs))
         return np.einsum("nij,nj->ni", np.linalg.pinv(normal), rhs)
 
 
@@ -171,7 +129,7 @@ def fit_coefficients(signals: np.ndarray, design: DkiDesign, method: str = "WLS"
         return ols
     log_w2 = 2.0 * (ols @ design.matrix.T)
     weights2 = np.exp(log_w2 - log_w2.max(axis=1, keepdims=True))
-    normal = (np.take(weights2 @ design.moments, design.gather, axis=1) * design.coefficient).reshape(-1, 22, 22)
+    normal = np.take(weights2 @ design.products, _SYMMETRIC, axis=1).reshape(-1, 22, 22)
     rhs = (weights2 * log_signal) @ (design.matrix * design.scale)
     return _solve_stacked(normal, rhs) * design.scale
 

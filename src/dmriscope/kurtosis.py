@@ -118,7 +118,7 @@ def mean_kurtosis_batched(params: np.ndarray, min_kurtosis: float, max_kurtosis:
     basis = params[:, 3:12].reshape(-1, 3, 3)  # columns are the eigenvectors
     squares = np.einsum("nia,nja->nija", basis, basis).reshape(-1, 9, 3)
     kurtosis = params[:, 12:27][:, _KT_INDEX].reshape(-1, 9, 9)
-    rotated = np.matmul(squares.transpose(0, 2, 1), kurtosis @ squares)  # W'_aabb (matmul: 3x einsum's speed)
+    rotated = np.einsum("nia,nij,njb->nab", squares, kurtosis, squares, optimize=True)  # W'_aabb
     mk = np.zeros(len(params))
     for (a, b, c), w1, (i, j) in (((l1, l2, l3), 0, (1, 2)), ((l2, l1, l3), 1, (0, 2)), ((l3, l2, l1), 2, (0, 1))):
         one = np.ones_like(a)
