@@ -63,14 +63,26 @@ def replicates(pattern):
     return expand(pattern, fold=FOLDS, seed=SEEDS, allow_missing=True)
 
 
-def fold_tensors(metric="{metric}"):
+# The tensor stage's files, named once: rules/tensors.smk writes them, training, pretraining and occlusion read them.
+STORE = "results/tensors/{metric}.npy"
+STORE_INDEX = "results/tensors/{metric}_index.tsv"
+GRID_ATLAS = "results/tensors/atlas.npy"
+GRID_LABELS = "results/tensors/atlas_labels.tsv"
+GRID_WM_MASK = "results/tensors/wm_mask.npy"
+GRID_BRAIN_MASK = "results/tensors/brain_mask.npy"
+FOLD_INDEX = "results/tensors/fold{fold}/{metric}_index.tsv"
+FOLD_NORM = "results/tensors/fold{fold}/{metric}_norm.json"
+FOLD_NORM_VOXELS = "results/tensors/fold{fold}/{metric}_norm.npy"
+
+
+def fold_tensors():
     """The fold's view of a metric's store: the store, the fold's index and training-set normalisation."""
     return {
-        "tensor": f"results/tensors/{metric}.npy",
-        "index": f"results/tensors/fold{{fold}}/{metric}_index.tsv",
-        "norm": f"results/tensors/fold{{fold}}/{metric}_norm.json",
-        "norm_voxels": f"results/tensors/fold{{fold}}/{metric}_norm.npy",
-        "brain_mask": "results/tensors/brain_mask.npy",
+        "tensor": STORE,
+        "index": FOLD_INDEX,
+        "norm": FOLD_NORM,
+        "norm_voxels": FOLD_NORM_VOXELS,
+        "brain_mask": GRID_BRAIN_MASK,
     }
 
 

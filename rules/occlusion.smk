@@ -8,11 +8,11 @@
 rule occlude_regions:
     input:
         checkpoint=f"{RUN}/best.pt",
-        tensor="results/tensors/{metric}.npy",
-        index="results/tensors/fold{fold}/{metric}_index.tsv",
-        brain_mask="results/tensors/brain_mask.npy",
-        atlas="results/tensors/atlas.npy",
-        wm_mask="results/tensors/wm_mask.npy",
+        tensor=STORE,
+        index=FOLD_INDEX,
+        brain_mask=GRID_BRAIN_MASK,
+        atlas=GRID_ATLAS,
+        wm_mask=GRID_WM_MASK,
         labels="results/template/atlas_labels.tsv",
     output:
         delta_p="results/occlusion/{model}/{metric}/fold{fold}/seed{seed}/delta_p.tsv",
@@ -52,8 +52,8 @@ rule pool_occlusion:
 rule test_regions:
     input:
         delta_p="results/occlusion/{model}/{metric}/delta_p.tsv",
-        atlas="results/tensors/atlas.npy",
-        wm_mask="results/tensors/wm_mask.npy",
+        atlas=GRID_ATLAS,
+        wm_mask=GRID_WM_MASK,
     output:
         regions="results/occlusion/{model}/{metric}/regions.tsv",
     log:

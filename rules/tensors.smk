@@ -10,10 +10,10 @@ rule grid_atlas:
         wm_mask="results/template/wm_mask.nii.gz",
         template="results/template/template_FA.nii.gz",
     output:
-        atlas="results/tensors/atlas.npy",
-        labels="results/tensors/atlas_labels.tsv",
-        wm_mask="results/tensors/wm_mask.npy",
-        brain_mask="results/tensors/brain_mask.npy",
+        atlas=GRID_ATLAS,
+        labels=GRID_LABELS,
+        wm_mask=GRID_WM_MASK,
+        brain_mask=GRID_BRAIN_MASK,
     log:
         "logs/grid_atlas/grid_atlas.log",
     conda:
@@ -32,10 +32,10 @@ rule stack_tensors:
         ),
         split="results/split/split.tsv",
         template="results/template/template_FA.nii.gz",
-        brain_mask="results/tensors/brain_mask.npy",
+        brain_mask=GRID_BRAIN_MASK,
     output:
-        tensor="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
+        tensor=STORE,
+        index=STORE_INDEX,
     log:
         "logs/stack_tensors/{metric}.log",
     benchmark:
@@ -54,14 +54,14 @@ rule stack_tensors:
 
 rule normalise_fold:
     input:
-        tensor="results/tensors/{metric}.npy",
-        index="results/tensors/{metric}_index.tsv",
+        tensor=STORE,
+        index=STORE_INDEX,
         fold="results/split/fold{fold}.tsv",
-        brain_mask="results/tensors/brain_mask.npy",
+        brain_mask=GRID_BRAIN_MASK,
     output:
-        index="results/tensors/fold{fold}/{metric}_index.tsv",
-        norm="results/tensors/fold{fold}/{metric}_norm.json",
-        norm_voxels="results/tensors/fold{fold}/{metric}_norm.npy",
+        index=FOLD_INDEX,
+        norm=FOLD_NORM,
+        norm_voxels=FOLD_NORM_VOXELS,
     log:
         "logs/normalise_fold/fold{fold}/{metric}.log",
     benchmark:

@@ -12,8 +12,8 @@ RUN = "results/models/{model}/{metric}/fold{fold}/seed{seed}"
 rule train_model:
     input:
         **fold_tensors(),
-        atlas="results/tensors/atlas.npy",
-        wm_mask="results/tensors/wm_mask.npy",
+        atlas=GRID_ATLAS,
+        wm_mask=GRID_WM_MASK,
         split_digest="results/split/split.sha256",
         pretrained=branch(
             evaluate("{model} in ('vit_linprobe', 'vit_finetune')"),
@@ -45,9 +45,9 @@ rule train_model:
 rule predict_test:
     input:
         best=f"{RUN}/best.pt",
-        tensor="results/tensors/{metric}.npy",
-        index="results/tensors/fold{fold}/{metric}_index.tsv",
-        brain_mask="results/tensors/brain_mask.npy",
+        tensor=STORE,
+        index=FOLD_INDEX,
+        brain_mask=GRID_BRAIN_MASK,
     output:
         predictions=f"{RUN}/predictions.tsv",
     log:
@@ -113,9 +113,9 @@ rule fit_size_baseline:
 
 rule fit_region_baseline:
     input:
-        tensor="results/tensors/{metric}.npy",
-        atlas="results/tensors/atlas.npy",
-        indexes=expand("results/tensors/fold{fold}/{{metric}}_index.tsv", fold=FOLDS),
+        tensor=STORE,
+        atlas=GRID_ATLAS,
+        indexes=expand(FOLD_INDEX, fold=FOLDS, allow_missing=True),
         volumes="results/cohort/brain_volumes.tsv",
     output:
         predictions="results/models/region_means/{metric}/predictions.tsv",
