@@ -56,16 +56,16 @@ def write_cohort(folder: Path, n: int, shape: tuple[int, int, int], grid: tuple[
     split.to_csv(folder / "split.tsv", sep="\t", index=False)
     t = folder / "t"
     grid_atlas(
-        folder / "atlas.nii.gz",
-        folder / "labels.tsv",
-        folder / "atlas.nii.gz",
-        folder / "template_FA.nii.gz",
-        grid,
-        0.0,
-        t / "atlas.npy",
-        t / "labels.tsv",
-        t / "wm.npy",
-        t / "brain_mask.npy",
+        atlas=folder / "atlas.nii.gz",
+        labels=folder / "labels.tsv",
+        wm_mask=folder / "atlas.nii.gz",
+        template=folder / "template_FA.nii.gz",
+        grid=grid,
+        fa_threshold=0.0,
+        out_atlas=t / "atlas.npy",
+        out_labels=t / "labels.tsv",
+        out_wm_mask=t / "wm.npy",
+        out_brain_mask=t / "brain_mask.npy",
     )
     stack_tensors(
         maps=paths,

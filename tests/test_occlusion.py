@@ -211,8 +211,9 @@ def test_occlude_model_files_end_to_end(tmp_path) -> None:
     pd.DataFrame({"index": [3, 7], "name": ["three", "seven"]}).to_csv(tmp_path / "labels.tsv", sep="\t", index=False)
     paths = {k: str(tmp_path / f"{k}.npy") for k in ("atlas", "wm", "brain")}
     out = tmp_path / "cnn3d" / "FA" / "delta_p.tsv"
-    frame = occlude_model_files(str(tmp_path / "best.pt"), str(tmp_path / "FA.npy"), str(tmp_path / "FA_index.tsv"),
-                                paths["brain"], paths["atlas"], paths["wm"], str(tmp_path / "labels.tsv"), str(out),
+    frame = occlude_model_files(checkpoint=str(tmp_path / "best.pt"), tensor=str(tmp_path / "FA.npy"),
+                                index=str(tmp_path / "FA_index.tsv"), brain_mask=paths["brain"], atlas=paths["atlas"],
+                                wm_mask=paths["wm"], labels=str(tmp_path / "labels.tsv"), delta_p=str(out),
                                 batch_size=3)  # fmt: skip
     written = pd.read_csv(out, sep="\t", dtype={"subject": str})
     assert list(written["subject"].unique()) == ["s2", "s3", "s4"] and sorted(written["region"].unique()) == [3, 7]

@@ -77,7 +77,7 @@ def test_table4_layout():
 
 
 def test_render_table4_from_the_registry(tmp_path):
-    table = render_table4(str(tmp_path / "t4.tsv"), str(tmp_path / "t4.md"))
+    table = render_table4(tsv=str(tmp_path / "t4.tsv"), md=str(tmp_path / "t4.md"))
     tsv = pd.read_csv(tmp_path / "t4.tsv", sep="\t")
     assert {"cnn2d", "cnn3d", "vit"} <= set(tsv["model"])
     assert (tsv["backbone"] + tsv["head"] <= tsv["total"]).all() and (tsv["head"] > 0).all()

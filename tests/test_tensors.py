@@ -99,16 +99,16 @@ def make_cohort(tmp_path, n: int = 8, scale: float = 1.0, seed: int = 0) -> dict
 def run_grid_atlas(tmp_path) -> None:
     t = tmp_path
     grid_atlas(
-        t / "atlas.nii.gz",
-        t / "labels.tsv",
-        t / "wm.nii.gz",
-        t / "template_FA.nii.gz",
-        GRID,
-        0.0,
-        t / "out/atlas.npy",
-        t / "out/atlas_labels.tsv",
-        t / "out/wm_mask.npy",
-        t / "out/brain_mask.npy",
+        atlas=t / "atlas.nii.gz",
+        labels=t / "labels.tsv",
+        wm_mask=t / "wm.nii.gz",
+        template=t / "template_FA.nii.gz",
+        grid=GRID,
+        fa_threshold=0.0,
+        out_atlas=t / "out/atlas.npy",
+        out_labels=t / "out/atlas_labels.tsv",
+        out_wm_mask=t / "out/wm_mask.npy",
+        out_brain_mask=t / "out/brain_mask.npy",
     )
 
 

@@ -3,25 +3,9 @@
 from dmriscope.io import run_script
 from dmriscope.tensors import grid_atlas
 
-
-def main(
-    atlas: str,
-    labels: str,
-    wm_mask: str,
-    template: str,
-    grid: list[int],
-    fa_threshold: float,
-    out_atlas: str,
-    out_labels: str,
-    out_wm_mask: str,
-    out_brain_mask: str,
-) -> None:
-    grid_atlas(atlas, labels, wm_mask, template, grid, fa_threshold, out_atlas, out_labels, out_wm_mask, out_brain_mask)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        grid_atlas,
         snakemake.log[0],
         atlas=snakemake.input.atlas,
         labels=snakemake.input.labels,

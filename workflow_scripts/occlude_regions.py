@@ -3,27 +3,9 @@
 from dmriscope.io import run_script
 from dmriscope.occlusion import occlude_model_files
 
-
-def main(
-    checkpoint: str,
-    tensor: str,
-    index: str,
-    brain_mask: str,
-    atlas: str,
-    wm_mask: str,
-    labels: str,
-    delta_p: str,
-    batch_size: int,
-    threads: int,
-) -> None:
-    occlude_model_files(
-        checkpoint, tensor, index, brain_mask, atlas, wm_mask, labels, delta_p, batch_size=batch_size, threads=threads
-    )
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        occlude_model_files,
         snakemake.log[0],
         checkpoint=snakemake.input.checkpoint,
         tensor=snakemake.input.tensor,

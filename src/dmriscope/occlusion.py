@@ -262,6 +262,7 @@ def occlude_captum(
 
 
 def occlude_model_files(
+    *,
     checkpoint: str,
     tensor: str,
     index: str,
@@ -269,7 +270,7 @@ def occlude_model_files(
     atlas: str,
     wm_mask: str,
     labels: str,
-    out: str,
+    delta_p: str,
     batch_size: int = 16,
     device: str | None = None,
     threads: int | None = None,
@@ -299,7 +300,7 @@ def occlude_model_files(
             batch_size,
             pick_device(device),
         )
-    with atomic_path(out) as tmp:
+    with atomic_path(delta_p) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
     log.info(
         "%s: %d subjects x %d regions, median delta_p %.4f",

@@ -187,10 +187,11 @@ def save_npy(array: np.ndarray, path: str | Path) -> None:
 
 
 def grid_atlas(
+    *,
     atlas: str | Path,
     labels: str | Path,
     wm_mask: str | Path,
-    template_fa: str | Path,
+    template: str | Path,
     grid: Sequence[int],
     fa_threshold: float,
     out_atlas: str | Path,
@@ -207,7 +208,7 @@ def grid_atlas(
         raise InputError(f"{atlas}: atlas labels must be non-negative integers")
     save_npy(to_grid(atlas_data.astype(np.int16), grid), out_atlas)
     save_npy(to_grid(load_nifti(wm_mask, ndim=3)[0] > 0, grid, fill=False), out_wm_mask)
-    save_npy(brain_mask_on_grid(template_fa, grid, fa_threshold), out_brain_mask)
+    save_npy(brain_mask_on_grid(template, grid, fa_threshold), out_brain_mask)
     with atomic_path(out_labels) as tmp:
         Path(tmp).write_text(labels_text)
     log.info("atlas, WM mask and brain mask on grid %s", tuple(grid))

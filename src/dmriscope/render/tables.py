@@ -331,17 +331,17 @@ def table4_markdown(table: pd.DataFrame, grid: Sequence[int]) -> str:
     )
 
 
-def render_table4(out_tsv: str, out_md: str, out_html: str | None = None) -> pd.DataFrame:
+def render_table4(*, tsv: str, md: str, html: str | None = None) -> pd.DataFrame:
     """Rule render_table4: parameter counts of every registered model at 180x224x224 (built on the meta device)."""
     from dmriscope.models.registry import PAPER_GRID, table4_rows
 
     table = table4(table4_rows(PAPER_GRID))
-    with atomic_path(out_tsv) as tmp:
+    with atomic_path(tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
-    with atomic_path(out_md) as tmp:
+    with atomic_path(md) as tmp:
         Path(tmp).write_text(table4_markdown(table, PAPER_GRID))
-    if out_html is not None:
+    if html is not None:
         size = "x".join(str(g) for g in PAPER_GRID)
-        write_html([(f"Table 4. Parameters at the paper's input size {size}", table)], out_html, "Table 4")
+        write_html([(f"Table 4. Parameters at the paper's input size {size}", table)], html, "Table 4")
     log.info("table 4: %s", dict(zip(table["model"], table["total"], strict=True)))
     return table
