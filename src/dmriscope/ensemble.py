@@ -21,7 +21,8 @@ import pandas as pd
 
 from dmriscope.curves import plot_history, plot_roc
 from dmriscope.io import InputError, atomic_path, read_history
-from dmriscope.scores import PREDICTION_COLUMNS, classification_metrics, summarise, write_results
+from dmriscope.scores import PREDICTION_COLUMNS, classification_metrics, write_results
+from dmriscope.size_baseline import scored
 
 log = logging.getLogger(__name__)
 Run = tuple[str, str]  # (fold, seed)
@@ -136,12 +137,10 @@ def summarise_runs(
     volume-matched pairs when ``volumes`` is given), the ROC and the training curves of every run."""
     tables = read_runs(predictions, runs, f"{model} {metric} predictions")
     pooled = pool_predictions(tables)
-    summary = summarise(pooled, n_resamples, seed, level)
-    summary.update(model=model, **spread(tables, pooled), runs=run_records(runs, hparams))
-    if volumes is not None:
-        from dmriscope.size_baseline import volume_matched_block
-
-        summary["volume_matched"] = volume_matched_block(pooled, volumes, seed, level)
+    summary = scored(
+        pooled, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model=model,
+        **spread(tables, pooled), runs=run_records(runs, hparams),
+    )  # fmt: skip
     write_results(pooled, summary, out_predictions, out_metrics)
     plot_roc(pooled, summary, f"{model} ({metric}): test ROC", out_roc)
     curves = [

@@ -80,8 +80,8 @@ def fit_region_baseline(
 ) -> dict:
     """Rule fit_region_baseline for one metric: out-of-sample predictions of every fold's test subjects and their
     metrics.json (with the volume-matched AUC when ``volumes`` is given)."""
-    from dmriscope.scores import summarise, write_results
-    from dmriscope.size_baseline import volume_matched_block
+    from dmriscope.scores import write_results
+    from dmriscope.size_baseline import scored
 
     store, grid_atlas = np.load(tensor, mmap_mode="r"), np.load(atlas)
     if store.shape[1:] != grid_atlas.shape:
@@ -91,10 +91,7 @@ def fit_region_baseline(
         index = read_index(path).sort_values("row").reset_index(drop=True)
         parts.append(fold_predictions(region_means(store, grid_atlas, index["row"].tolist()), index, fold))
     predictions = pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
-    summary = summarise(predictions, n_resamples, seed, level)
-    summary["model"] = NAME
-    if volumes is not None:
-        summary["volume_matched"] = volume_matched_block(predictions, volumes, seed, level)
+    summary = scored(predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model=NAME)
     write_results(predictions, summary, out_predictions, out_metrics)
     log.info("%s region-mean baseline: AUC %.3f %s", metric, summary["auc"], summary["auc_ci"])
     return summary

@@ -7,7 +7,6 @@ trained model; `dmriscope.ensemble` pools runs (folds x seeds) before they are s
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 
 from dmriscope.io import atomic_path
 
-log = logging.getLogger(__name__)
 POSITIVE_CLASS = "male (label 1); P(male) >= threshold predicts male"
 PREDICTION_COLUMNS = ["subject", "sex", "age_bin", "label", "p_female", "p_male"]
 

@@ -81,6 +81,23 @@ def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame]) -> 
     return pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
 
 
+def scored(
+    predictions: pd.DataFrame,
+    *,
+    volumes: str | None,
+    n_resamples: int,
+    seed: int,
+    level: float,
+    **fields: object,
+) -> dict:
+    """metrics.json of a model or yardstick: `scores.summarise` of its predictions, then ``fields`` (its name and
+    what else it records), then, with ``volumes`` (brain_volumes.tsv), the AUC among volume-matched pairs."""
+    summary = {**summarise(predictions, n_resamples, seed, level), **fields}
+    if volumes is not None:
+        summary["volume_matched"] = volume_matched_block(predictions, volumes, seed, level)
+    return summary
+
+
 def fit_size_baseline(
     *,
     volumes: str,
@@ -95,8 +112,7 @@ def fit_size_baseline(
     table = read_volumes(volumes)
     frames = [pd.read_csv(f, sep="\t", dtype={"subject": str, "age_bin": str}) for f in folds]
     predictions = size_only_predictions(table, frames)
-    summary = summarise(predictions, n_resamples, seed, level)
-    summary.update(model="size_only", volume_matched=volume_matched_block(predictions, volumes, seed, level))
+    summary = scored(predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model="size_only")
     write_results(predictions, summary, out_predictions, out_metrics)
     log.info("size-only baseline: test AUC %.3f %s", summary["auc"], summary["auc_ci"])
     return summary
