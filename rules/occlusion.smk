@@ -204,6 +204,7 @@ rule check_truth:
     conda:
         "../envs/dmriscope.yaml"
     params:
+        label=config["label"],
         criterion=config["occlusion"]["truth_criterion"],
     script:
         "../workflow_scripts/check_truth.py"

@@ -26,6 +26,7 @@ rule render_table2:
     conda:
         "../envs/dmriscope.yaml"
     params:
+        label=config["label"],
         models=MODELS,
         metrics=METRICS,
     script:

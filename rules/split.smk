@@ -18,6 +18,9 @@ rule split_cohort:
     conda:
         "../envs/dmriscope.yaml"
     params:
+        label=config["label"],
+        age_bins=config["cohort"]["age_bins"],
+        stratify=config["split"]["stratify"],
         scheme=config["split"]["scheme"],
         counts=split_counts(config, len(SUBJECTS)) if not KFOLD else [],
         n_val=inner_val_count(config, len(SUBJECTS)) if KFOLD else 0,
@@ -41,6 +44,8 @@ rule render_table1:
         "logs/render_table1/render_table1.log",
     conda:
         "../envs/dmriscope.yaml"
+    params:
+        label=config["label"],
     script:
         "../workflow_scripts/render_table1.py"
 
@@ -76,5 +81,7 @@ rule render_table1b:
         "logs/render_table1b/render_table1b.log",
     conda:
         "../envs/dmriscope.yaml"
+    params:
+        label=config["label"],
     script:
         "../workflow_scripts/render_table1b.py"

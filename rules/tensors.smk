@@ -47,6 +47,7 @@ rule stack_tensors:
         mem_mb=2000,
         runtime=60,
     params:
+        label=config["label"],
         subjects=SUBJECTS,
     script:
         "../workflow_scripts/stack_tensors.py"

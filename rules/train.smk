@@ -84,6 +84,7 @@ rule summarise_model:
         mem_mb=2000,
         runtime=10,
     params:
+        label=config["label"],
         runs=[[fold, seed] for fold in FOLDS for seed in SEEDS],
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
@@ -104,6 +105,7 @@ rule fit_size_baseline:
     conda:
         "../envs/dmriscope.yaml"
     params:
+        label=config["label"],
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],

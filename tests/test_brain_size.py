@@ -61,8 +61,8 @@ def test_baseline_learns_from_training_subjects_only():
     changed.iloc[40:] = changed.iloc[40:].to_numpy()[::-1]  # permute the test subjects' volumes
     second = size_only_predictions(changed, [fold])
     # the fitted model is the same (it saw training volumes only): the test predictions are permuted, not refitted
-    assert sorted(first["p_male"].round(12)) == sorted(second["p_male"].round(12))
-    assert (np.diff(second.set_index("subject").loc[subjects[40:], "p_male"].to_numpy()) != 0).any()
+    assert sorted(first["p_positive"].round(12)) == sorted(second["p_positive"].round(12))
+    assert (np.diff(second.set_index("subject").loc[subjects[40:], "p_positive"].to_numpy()) != 0).any()
     with pytest.raises(InputError, match="subject s59: no brain volume"):
         size_only_predictions(series.iloc[:59], [fold])
 

@@ -53,11 +53,11 @@ def write_store(folder, effect: float, counts=(40, 20, 40), seed: int = 0) -> di
             "row": range(len(sets)),
             "subject": [f"s{i:03d}" for i in range(len(sets))],
             "set": sets,
-            "sex": sex,
+            "group": sex,
             "age_bin": np.array(["22-25", "26-30"])[np.arange(len(sets)) % 2],
         }
     )
-    index["label"] = (index["sex"] == "M").astype(int)
+    index["label"] = (index["group"] == "M").astype(int)
     index[INDEX_COLUMNS].to_csv(folder / "X_index.tsv", sep="\t", index=False)
     train = data[np.array(sets) == "train"]
     (folder / "X_norm.json").write_text(json.dumps({"mean": float(train.mean()), "std": float(train.std())}))
@@ -221,7 +221,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_balanced_loss_weights_by_class_counts():
-    loss = BalancedLoss(n_female=6, n_male=2)
+    loss = BalancedLoss(n_negative=6, n_positive=2)
     logits = torch.tensor([[0.3], [-1.0], [2.0]])
     y = torch.tensor([1.0, 0.0, 0.0])
     p = torch.sigmoid(logits[:, 0])
@@ -233,7 +233,7 @@ def test_balanced_loss_weights_by_class_counts():
     manual2 = -(w[y.long()] * logp[torch.arange(3), y.long()]).sum() / w[y.long()].sum()
     torch.testing.assert_close(loss(two, y), manual2)
     with pytest.raises(InputError):
-        BalancedLoss(n_female=3, n_male=0)
+        BalancedLoss(n_negative=3, n_positive=0)
 
 
 def test_random_shift_moves_without_wrapping():

@@ -11,10 +11,10 @@ from dmriscope.ensemble import pool_delta_p, pool_predictions, spread
 from dmriscope.io import InputError
 
 
-def predictions(subjects, labels, p_male) -> pd.DataFrame:
-    p_male = np.asarray(p_male, float)
-    return pd.DataFrame({"subject": subjects, "sex": ["M" if y else "F" for y in labels], "age_bin": "22-25",
-                         "label": labels, "p_female": 1 - p_male, "p_male": p_male})  # fmt: skip
+def predictions(subjects, labels, p_positive) -> pd.DataFrame:
+    p_positive = np.asarray(p_positive, float)
+    return pd.DataFrame({"subject": subjects, "group": ["M" if y else "F" for y in labels], "age_bin": "22-25",
+                         "label": labels, "p_negative": 1 - p_positive, "p_positive": p_positive})  # fmt: skip
 
 
 def delta(subjects, labels, before, after) -> pd.DataFrame:
@@ -39,11 +39,13 @@ def test_seeds_are_averaged_and_folds_concatenated(two_folds_two_seeds):
     pooled = pool_predictions(runs)
     assert list(pooled["subject"]) == [f"s{i}" for i in range(1, 9)]  # each subject once, sorted
     for fold in "01":
-        mean = (runs[fold, "0"].set_index("subject")["p_male"] + runs[fold, "1"].set_index("subject")["p_male"]) / 2
+        mean = (
+            runs[fold, "0"].set_index("subject")["p_positive"] + runs[fold, "1"].set_index("subject")["p_positive"]
+        ) / 2
         got = pooled.set_index("subject").loc[mean.index]
-        np.testing.assert_allclose(got["p_male"], mean, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(got["p_positive"], mean, rtol=0, atol=1e-15)
         assert (got["fold"] == int(fold)).all()
-    np.testing.assert_allclose(pooled["p_female"] + pooled["p_male"], 1.0)
+    np.testing.assert_allclose(pooled["p_negative"] + pooled["p_positive"], 1.0)
 
 
 def test_spread_is_per_fold_and_per_seed(two_folds_two_seeds):
@@ -52,10 +54,10 @@ def test_spread_is_per_fold_and_per_seed(two_folds_two_seeds):
     out = spread(runs, pooled)
     for k in range(2):
         part = pooled[pooled["fold"] == k]
-        assert out["fold_auc"][k] == pytest.approx(roc_auc_score(part["label"], part["p_male"]))
+        assert out["fold_auc"][k] == pytest.approx(roc_auc_score(part["label"], part["p_positive"]))
     for k, seed in enumerate("01"):
         part = pd.concat([runs["0", seed], runs["1", seed]])
-        assert out["seed_auc"][k] == pytest.approx(roc_auc_score(part["label"], part["p_male"]))
+        assert out["seed_auc"][k] == pytest.approx(roc_auc_score(part["label"], part["p_positive"]))
     assert out["folds"] == 2 and out["seeds"] == [0, 1]
     assert out["fold_auc_sd"] == pytest.approx(np.std(out["fold_auc"], ddof=1))
     assert out["seed_auc_min"] == min(out["seed_auc"]) and out["seed_auc_max"] == max(out["seed_auc"])
@@ -65,7 +67,7 @@ def test_one_run_passes_through_unchanged(two_folds_two_seeds):
     run = two_folds_two_seeds["0", "0"]
     pooled = pool_predictions({("0", "0"): run})
     expected = run.sort_values("subject", kind="mergesort").reset_index(drop=True)
-    np.testing.assert_array_equal(pooled["p_male"], expected["p_male"])  # bit for bit: holdout stays as it was
+    np.testing.assert_array_equal(pooled["p_positive"], expected["p_positive"])  # bit for bit: holdout stays as it was
 
 
 def test_ensemble_delta_p_is_the_delta_of_the_mean_probability():

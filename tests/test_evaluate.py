@@ -32,8 +32,8 @@ def test_metrics_on_a_hand_worked_example():
     m = classification_metrics(LABELS, P_MALE)
     assert m == {
         "n": 5,
-        "n_male": 3,
-        "n_female": 2,
+        "n_positive": 3,
+        "n_negative": 2,
         "auc": pytest.approx(5 / 6),
         "accuracy": pytest.approx(0.6),
         "precision": pytest.approx(2 / 3),
@@ -81,13 +81,15 @@ def test_bootstrap_ci_is_seeded_and_contains_the_estimate():
 
 
 def test_summary_has_age_bins_and_states_positive_class():
-    frame = pd.DataFrame({"label": LABELS, "p_male": P_MALE, "age_bin": ["22-25", "22-25", "22-25", "26-30", "26-30"]})
+    frame = pd.DataFrame(
+        {"label": LABELS, "p_positive": P_MALE, "age_bin": ["22-25", "22-25", "22-25", "26-30", "26-30"]}
+    )
     s = summarise(frame, n_resamples=200, seed=0)
     assert "male" in s["positive_class"] and s["ci_level"] == 0.95
     assert s["auc"] == pytest.approx(5 / 6)
     young = s["by_age_bin"]["22-25"]
-    assert young["n_male"] == 2 and young["n_female"] == 1 and young["auc"] == pytest.approx(0.5)
-    assert s["by_age_bin"]["26-30"]["n_male"] == 1 and s["by_age_bin"]["26-30"]["n_female"] == 1
+    assert young["n_positive"] == 2 and young["n_negative"] == 1 and young["auc"] == pytest.approx(0.5)
+    assert s["by_age_bin"]["26-30"]["n_positive"] == 1 and s["by_age_bin"]["26-30"]["n_negative"] == 1
 
 
 def test_predict_and_summarise_a_seed_ensemble(tmp_path):
@@ -144,23 +146,25 @@ def test_predict_and_summarise_a_seed_ensemble(tmp_path):
     assert list(per_seed[0].columns) == PREDICTION_COLUMNS and len(per_seed[0]) == 20
     index = pd.read_csv(store["index"], sep="\t")
     assert list(per_seed[0]["subject"]) == list(index.loc[index["set"] == "test", "subject"])
-    assert (per_seed[0]["label"] == (per_seed[0]["sex"] == "M")).all()
+    assert (per_seed[0]["label"] == (per_seed[0]["group"] == "M")).all()
     from dmriscope.tensors import open_dataset
 
     test = open_dataset(store["tensor"], store["index"], store["norm"], store["brain_mask"], ["test"])
     p, _, _ = predict(model, test, __import__("torch").device("cpu"))
-    np.testing.assert_allclose(per_seed[0]["p_male"], p, rtol=0, atol=1e-7)
-    assert not np.allclose(per_seed[0]["p_male"], per_seed[1]["p_male"])  # the seeds trained different models
+    np.testing.assert_allclose(per_seed[0]["p_positive"], p, rtol=0, atol=1e-7)
+    assert not np.allclose(per_seed[0]["p_positive"], per_seed[1]["p_positive"])  # the seeds trained different models
     pooled = pd.read_csv(tmp_path / "predictions.tsv", sep="\t", dtype={"subject": str})
     assert list(pooled.columns) == [*PREDICTION_COLUMNS, "fold"]
-    np.testing.assert_allclose(pooled["p_male"], (per_seed[0]["p_male"] + per_seed[1]["p_male"]) / 2, atol=1e-6)
+    np.testing.assert_allclose(
+        pooled["p_positive"], (per_seed[0]["p_positive"] + per_seed[1]["p_positive"]) / 2, atol=1e-6
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(summary))
-    assert metrics["auc"] == pytest.approx(roc_auc_score(pooled["label"], pooled["p_male"]), abs=1e-5)
+    assert metrics["auc"] == pytest.approx(roc_auc_score(pooled["label"], pooled["p_positive"]), abs=1e-5)
     for auc, table in zip(metrics["seed_auc"], per_seed, strict=True):
-        assert auc == pytest.approx(roc_auc_score(table["label"], table["p_male"]))
+        assert auc == pytest.approx(roc_auc_score(table["label"], table["p_positive"]))
     assert metrics["seeds"] == [0, 1] and metrics["folds"] == 1 and len(metrics["runs"]) == 2
-    assert metrics["n_male"] + metrics["n_female"] == 20 and set(metrics["by_age_bin"]) == {"22-25", "26-30"}
+    assert metrics["n_positive"] + metrics["n_negative"] == 20 and set(metrics["by_age_bin"]) == {"22-25", "26-30"}
     for name in ("roc.png", "curve.png"):
         assert (tmp_path / "fig" / name).read_bytes()[:4] == b"\x89PNG"
 

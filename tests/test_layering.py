@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dmriscope"
 
 # pipeline order; a module not listed fails test_every_module_has_a_layer, so a new one must be placed
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("io", "config", "regions", "tensor", "kurtosis", "shells", "normalise", "cohort.gradients"),
+    "base": ("io", "config", "label", "regions", "tensor", "kurtosis", "shells", "normalise", "cohort.gradients"),
     "cohort": (
         "cohort.participants",
         "cohort.demographics",

@@ -203,7 +203,7 @@ def test_occlude_model_files_end_to_end(tmp_path) -> None:
     rng = np.random.default_rng(0)
     np.save(tmp_path / "FA.npy", rng.normal(1.0, 2.0, size=(5,) + grid).astype(np.float32))
     index = pd.DataFrame({"row": range(5), "subject": [f"s{i}" for i in range(5)],
-                          "set": ["train", "train", "test", "test", "test"], "sex": ["M", "F", "M", "F", "M"],
+                          "set": ["train", "train", "test", "test", "test"], "group": ["M", "F", "M", "F", "M"],
                           "age_bin": "22-25", "label": [1, 0, 1, 0, 1]})  # fmt: skip
     index.to_csv(tmp_path / "FA_index.tsv", sep="\t", index=False)
     for name, array in (("atlas", atlas), ("wm", atlas > 0), ("brain", brain)):

@@ -36,7 +36,7 @@ def cohort(effect: float, n: int = 120, seed: int = 0) -> tuple[np.ndarray, pd.D
     store[:, atlas() == 5] += effect * labels[:, None]  # region 5 differs between the classes
     sets = np.where(np.arange(n) < 80, "train", np.where(np.arange(n) < 90, "val", "test"))
     index = pd.DataFrame({"row": np.arange(n), "subject": [f"s{i:03d}" for i in range(n)], "set": sets,
-                          "sex": np.where(labels == 1, "M", "F"), "age_bin": "22-25", "label": labels})  # fmt: skip
+                          "group": np.where(labels == 1, "M", "F"), "age_bin": "22-25", "label": labels})  # fmt: skip
     return store, index
 
 
@@ -49,7 +49,7 @@ def test_learns_a_regional_effect_and_stays_at_chance_without(effect, low, high)
         assert len(out) == 30 and set(out["subject"]) == set(index.loc[index["set"] == "test", "subject"])
         from sklearn.metrics import roc_auc_score
 
-        aucs.append(roc_auc_score(out["label"], out["p_male"]))
+        aucs.append(roc_auc_score(out["label"], out["p_positive"]))
     assert low <= np.mean(aucs) <= high, aucs
 
 

@@ -122,9 +122,14 @@ def test_table3_lists_regions() -> None:
     assert two.loc["b", "regions_fdr"] == "5 r5; 9 r9" and two.loc["union", "regions_fdr"] == "3 r3; 5 r5"
 
 
-def predictions(p_male: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+def predictions(p_positive: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
-        {"subject": [f"s{i}" for i in range(len(labels))], "label": labels, "p_female": 1 - p_male, "p_male": p_male}
+        {
+            "subject": [f"s{i}" for i in range(len(labels))],
+            "label": labels,
+            "p_negative": 1 - p_positive,
+            "p_positive": p_positive,
+        }
     )
 
 

@@ -31,8 +31,8 @@ def metrics_json(auc: float, ci: list | None = None, p: float = 0.5) -> dict:
         "recall": 0.7891,
         "auc_ci": ci,
         "ci_level": 0.95,
-        "n_male": 9,
-        "n_female": 11,
+        "n_positive": 9,
+        "n_negative": 11,
     }
 
 

@@ -227,7 +227,7 @@ def test_loader_equals_nifti_to_grid_and_normalisation(tmp_path, mode):
         assert x.shape == (1, *GRID) and x.dtype == torch.float32
         np.testing.assert_allclose(x[0].numpy(), expected.astype(np.float32), rtol=0, atol=1e-5)  # float32 rounding
         assert (x[0].numpy()[~brain] == 0).all()
-        assert float(y) == float(dataset.index["sex"][i] == "M")
+        assert float(y) == float(dataset.index["group"][i] == "M")
     assert clipped > 0  # the clip was exercised
 
 

@@ -64,8 +64,8 @@ def test_every_subject_tested_once_by_its_own_fold(kfold_run):
                     for s in (0, 1)
                 ]
                 mine = pooled[pooled["fold"] == fold].set_index("subject").loc[runs[0]["subject"]]
-                mean = (runs[0]["p_male"].to_numpy() + runs[1]["p_male"].to_numpy()) / 2
-                assert abs(mine["p_male"].to_numpy() - mean).max() < 1e-6  # the seed ensemble's mean
+                mean = (runs[0]["p_positive"].to_numpy() + runs[1]["p_positive"].to_numpy()) / 2
+                assert abs(mine["p_positive"].to_numpy() - mean).max() < 1e-6  # the seed ensemble's mean
             delta = pd.read_csv(
                 kfold_run / f"results/occlusion/{model}/{metric}/delta_p.tsv", sep="\t", dtype={"subject": str}
             )

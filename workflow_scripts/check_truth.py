@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         truth_check_files,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         regions=list(snakemake.input.regions),
         union=list(snakemake.input.union),
         planted=snakemake.input.planted,

@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         fit_size_baseline,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         volumes=snakemake.input.volumes,
         folds=list(snakemake.input.folds),
         out_predictions=snakemake.output.predictions,

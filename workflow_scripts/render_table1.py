@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         render_table1_files,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         split_path=snakemake.input.split,
         tsv=snakemake.output.tsv,
         md=snakemake.output.md,

@@ -8,6 +8,7 @@ if __name__ == "__main__":
     run_script(
         render_table2,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         metric_files=list(snakemake.input.metrics),
         models=list(snakemake.params.models),
         metrics=list(snakemake.params.metrics),

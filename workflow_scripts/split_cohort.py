@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         split_cohort_files,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         participants=snakemake.input.participants,
         split_path=snakemake.output.split,
         digest_path=snakemake.output.digest,
@@ -16,4 +17,6 @@ if __name__ == "__main__":
         n_val=int(snakemake.params.n_val),
         seed=int(snakemake.params.seed),
         match_volumes=snakemake.input.volumes or None,
+        age_bins=[list(b) for b in snakemake.params.age_bins],
+        stratify=list(snakemake.params.stratify),
     )

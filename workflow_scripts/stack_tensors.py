@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         stack_tensors,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         maps=list(snakemake.input.maps),
         subjects=list(snakemake.params.subjects),
         split=snakemake.input.split,

@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         summarise_runs,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         model=snakemake.wildcards.model,
         metric=snakemake.wildcards.metric,
         runs=[tuple(r) for r in snakemake.params.runs],

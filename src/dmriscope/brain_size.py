@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dmriscope.io import InputError, atomic_path, load_nifti
+from dmriscope.label import SEX, Label
 
 log = logging.getLogger(__name__)
 CALIPER_SD = 0.2
@@ -71,7 +72,7 @@ def matched_pairs(labels: np.ndarray, volumes: np.ndarray, caliper: float) -> tu
 
 
 def volume_matched_subjects(
-    participants: pd.DataFrame, volumes: pd.Series, caliper_sd: float = CALIPER_SD
+    participants: pd.DataFrame, volumes: pd.Series, caliper_sd: float = CALIPER_SD, label: Label = SEX
 ) -> list[str]:
     """A 1:1 male-female matching on brain volume (the volume-matched design of the TIV-controlled sex-difference
     literature): greedy nearest-neighbour pairs without replacement, closest pairs first, each within
@@ -80,8 +81,8 @@ def volume_matched_subjects(
     if missing:
         raise InputError(f"subject {missing[0]}: no brain volume to match on")
     frame = participants.sort_values("subject")
-    males = frame.loc[frame["sex"] == "M", "subject"].to_numpy()
-    females = frame.loc[frame["sex"] == "F", "subject"].to_numpy()
+    males = frame.loc[frame[label.column] == label.positive, "subject"].to_numpy()  # or patients, ...
+    females = frame.loc[frame[label.column] == label.negative, "subject"].to_numpy()
     v_m, v_f = volumes.loc[males].to_numpy(float), volumes.loc[females].to_numpy(float)
     caliper = caliper_sd * float(np.std(np.r_[v_m, v_f], ddof=1))
     distance = np.abs(v_m[:, None] - v_f[None, :])
@@ -94,6 +95,6 @@ def volume_matched_subjects(
         if not used_m[i] and not used_f[j]:
             used_m[i] = used_f[j] = True
             chosen += [males[i], females[j]]
-    log.info("volume matching: %d pairs of %d males / %d females (caliper %.0f mm^3)", len(chosen) // 2, males.size,
-             females.size, caliper)  # fmt: skip
+    log.info("volume matching: %d pairs of %d %s / %d %s (caliper %.0f mm^3)", len(chosen) // 2, males.size,
+             label.positive_name, females.size, label.negative_name, caliper)  # fmt: skip
     return sorted(chosen)

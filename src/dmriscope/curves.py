@@ -12,9 +12,11 @@ from sklearn.metrics import roc_curve
 from dmriscope.io import atomic_path
 
 
-def plot_roc(predictions: pd.DataFrame, summary: dict, title: str, path: str | Path) -> None:
-    """ROC curve of the test predictions with the AUC and its CI in the legend."""
-    fpr, tpr, _ = roc_curve(predictions["label"], predictions["p_male"])
+def plot_roc(
+    predictions: pd.DataFrame, summary: dict, title: str, path: str | Path, names: tuple[str, str] = ("male", "female")
+) -> None:
+    """ROC curve of the test predictions with the AUC and its CI in the legend (``names``: positive, negative)."""
+    fpr, tpr, _ = roc_curve(predictions["label"], predictions["p_positive"])
     fig = Figure(figsize=(4, 4), dpi=120)
     ax = fig.subplots()
     ci = summary["auc_ci"]
@@ -22,7 +24,8 @@ def plot_roc(predictions: pd.DataFrame, summary: dict, title: str, path: str | P
     label += f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
     ax.plot(fpr, tpr, lw=2, label=label)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(xlabel="false positive rate (female called male)", ylabel="true positive rate (male)", title=title)
+    pos, neg = names
+    ax.set(xlabel=f"false positive rate ({neg} called {pos})", ylabel=f"true positive rate ({pos})", title=title)
     ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
 

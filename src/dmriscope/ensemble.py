@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 
 from dmriscope.curves import plot_history, plot_roc
 from dmriscope.io import InputError, atomic_path, read_history
+from dmriscope.label import Label
 from dmriscope.scores import PREDICTION_COLUMNS, classification_metrics, write_results
 from dmriscope.size_baseline import scored
 
@@ -69,11 +70,11 @@ def pool(tables: dict[Run, pd.DataFrame], keys: Sequence[str], columns: Sequence
 
 def pool_predictions(tables: dict[Run, pd.DataFrame]) -> pd.DataFrame:
     """The reported predictions: one row per subject, P(male) averaged over its fold's seeds."""
-    pooled = pool(tables, ["subject", "label"], ["p_male"])
+    pooled = pool(tables, ["subject", "label"], ["p_positive"])
     twice = pooled.loc[pooled["subject"].duplicated(), "subject"]
     if len(twice):
         raise InputError(f"subject {twice.iloc[0]} tested twice")
-    pooled["p_female"] = 1.0 - pooled["p_male"]
+    pooled["p_negative"] = 1.0 - pooled["p_positive"]
     return pooled[[*PREDICTION_COLUMNS, "fold"]]
 
 
@@ -85,12 +86,14 @@ def pool_delta_p(tables: dict[Run, pd.DataFrame]) -> pd.DataFrame:
 
 def spread(tables: dict[Run, pd.DataFrame], pooled: pd.DataFrame) -> dict:
     """Per-fold AUC (seeds pooled) and per-seed AUC (folds pooled), with their mean / SD and min / median / max."""
-    fold_auc = [classification_metrics(f["label"], f["p_male"])["auc"] for _, f in pooled.groupby("fold", sort=True)]
+    fold_auc = [
+        classification_metrics(f["label"], f["p_positive"])["auc"] for _, f in pooled.groupby("fold", sort=True)
+    ]
     seeds = sorted({seed for _, seed in tables}, key=int)
     seed_auc = []
     for seed in seeds:
         part = pd.concat([t for (_, s), t in tables.items() if s == seed])
-        seed_auc.append(classification_metrics(part["label"], part["p_male"])["auc"])
+        seed_auc.append(classification_metrics(part["label"], part["p_positive"])["auc"])
     defined = [a for a in fold_auc if a is not None]
     return {
         "folds": len(fold_auc),
@@ -132,6 +135,7 @@ def summarise_runs(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    label: Mapping | None = None,
 ) -> dict:
     """Rule summarise_model: pool the runs' test predictions; write predictions.tsv, metrics.json (with the AUC among
     volume-matched pairs when ``volumes`` is given), the ROC and the training curves of every run."""
@@ -142,7 +146,7 @@ def summarise_runs(
         **spread(tables, pooled), runs=run_records(runs, hparams),
     )  # fmt: skip
     write_results(pooled, summary, out_predictions, out_metrics)
-    plot_roc(pooled, summary, f"{model} ({metric}): test ROC", out_roc)
+    plot_roc(pooled, summary, f"{model} ({metric}): test ROC", out_roc, Label.from_config(label).names)
     curves = [
         (f"fold {r['fold']} seed {r['seed']}", read_history(h), r["best_epoch"])
         for r, h in zip(summary["runs"], histories, strict=True)

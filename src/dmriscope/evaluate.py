@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def predictions_table(model, dataset: VolumeDataset, device=None, batch_size: int = 8) -> pd.DataFrame:
-    """One row per subject of ``dataset``: subject, sex, age_bin, label, p_female, p_male."""
-    p_male, labels, _ = predict(model, dataset, pick_device(device), batch_size)
-    frame = dataset.index[["subject", "sex", "age_bin"]].copy()
+    """One row per subject of ``dataset``: subject, group, age_bin, label, p_negative, p_positive."""
+    p_positive, labels, _ = predict(model, dataset, pick_device(device), batch_size)
+    frame = dataset.index[["subject", "group", "age_bin"]].copy()
     frame["label"] = labels.astype(int)
-    frame["p_female"] = 1.0 - p_male
-    frame["p_male"] = p_male
+    frame["p_negative"] = 1.0 - p_positive
+    frame["p_positive"] = p_positive
     return frame[PREDICTION_COLUMNS]
 
 

@@ -62,10 +62,10 @@ class OcclusionResult:
         return self.p_before[:, None] - self.p_after
 
 
-def correct_class_probability(p_male: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """P(correct class): p_male where label == 1 (male), 1 - p_male where label == 0. Shapes (B,) -> (B,)."""
-    p_male = p_male.float().reshape(-1)
-    return torch.where(labels.reshape(-1).to(p_male.device) == 1, p_male, 1.0 - p_male)
+def correct_class_probability(p_positive: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """P(correct class): p_positive where label == 1 (male), 1 - p_positive where label == 0. Shapes (B,) -> (B,)."""
+    p_positive = p_positive.float().reshape(-1)
+    return torch.where(labels.reshape(-1).to(p_positive.device) == 1, p_positive, 1.0 - p_positive)
 
 
 def _forward_probability(
@@ -91,14 +91,14 @@ def _occluded_volumes_probabilities(
     region_ids = torch.as_tensor(regions, device=device, dtype=atlas.dtype)
     pairs_subject = torch.arange(n_sub, device=device).repeat_interleave(n_reg)
     pairs_region = torch.arange(n_reg, device=device).repeat(n_sub)
-    p_male = torch.empty(n_sub * n_reg, device=device)
+    p_positive = torch.empty(n_sub * n_reg, device=device)
     for start in range(0, n_sub * n_reg, batch_size):
         sub = pairs_subject[start : start + batch_size]
         reg = pairs_region[start : start + batch_size]
         mask = (atlas[None] == region_ids[reg, None, None, None])[:, None]  # (k, 1, S, H, W)
         occluded = torch.where(mask, fill[sub, None, None, None, None], x[sub])
-        p_male[start : start + batch_size] = _forward_probability(model, occluded, prob_fn, device)
-    return p_male
+        p_positive[start : start + batch_size] = _forward_probability(model, occluded, prob_fn, device)
+    return p_positive
 
 
 @torch.no_grad()
@@ -132,12 +132,12 @@ def occlude_batch(
     n_sub, n_reg = x.shape[0], len(regions)
     if is_slab_model(model):  # cnn2d: recompute only the slabs a region touches (dmriscope.occlusion_slabs)
         slab_batch = batch_size * model.n_slabs
-        p_male_before, p_male = occluded_probabilities(model, x, atlas, fill, prob_fn, regions, slab_batch, device)
+        p_male_before, p_positive = occluded_probabilities(model, x, atlas, fill, prob_fn, regions, slab_batch, device)
     else:
         p_male_before = _forward_probability(model, x, prob_fn, device)
-        p_male = _occluded_volumes_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size, device)
+        p_positive = _occluded_volumes_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size, device)
     p_before = correct_class_probability(p_male_before, labels)
-    p_after = correct_class_probability(p_male, labels.repeat_interleave(n_reg))
+    p_after = correct_class_probability(p_positive, labels.repeat_interleave(n_reg))
     return OcclusionResult(
         p_before=p_before.double().cpu().numpy(),
         p_after=p_after.reshape(n_sub, n_reg).double().cpu().numpy(),
@@ -241,8 +241,8 @@ def occlude_captum(
     model.eval()
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
-        p_male = prob_fn(model(inputs)).float().reshape(-1)
-        return torch.stack([1.0 - p_male, p_male], dim=1)
+        p_positive = prob_fn(model(inputs)).float().reshape(-1)
+        return torch.stack([1.0 - p_positive, p_positive], dim=1)
 
     ablator = FeatureAblation(forward)
     feature_mask = atlas.long()[None, None]

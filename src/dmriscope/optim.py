@@ -52,16 +52,16 @@ def adamw(
 
 
 class BalancedLoss(nn.Module):
-    """Class-weighted loss for logits (B, 1) (BCE with pos_weight = n_female / n_male) or (B, 2) (cross-entropy
+    """Class-weighted loss for logits (B, 1) (BCE with pos_weight = n_negative / n_positive) or (B, 2) (cross-entropy
     with class weights n / (2 n_c)); labels (B,) with 1 = male. Returns the mean loss (float32)."""
 
-    def __init__(self, n_female: int, n_male: int) -> None:
+    def __init__(self, n_negative: int, n_positive: int) -> None:
         super().__init__()
-        if n_female < 1 or n_male < 1:
-            raise InputError(f"training set needs both sexes (has {n_female} female, {n_male} male)")
-        n = n_female + n_male
-        self.register_buffer("pos_weight", torch.tensor([n_female / n_male]))
-        self.register_buffer("class_weight", torch.tensor([n / (2 * n_female), n / (2 * n_male)]))
+        if n_negative < 1 or n_positive < 1:
+            raise InputError(f"training set needs both sexes (has {n_negative} female, {n_positive} male)")
+        n = n_negative + n_positive
+        self.register_buffer("pos_weight", torch.tensor([n_negative / n_positive]))
+        self.register_buffer("class_weight", torch.tensor([n / (2 * n_negative), n / (2 * n_positive)]))
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = logits.float()

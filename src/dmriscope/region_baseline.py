@@ -60,9 +60,9 @@ def fold_predictions(features: np.ndarray, index: pd.DataFrame, fold: int) -> pd
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(features[fit], y[fit])
-    p_male = model.predict_proba(features[test])[:, 1]
-    part = index.loc[test, ["subject", "sex", "age_bin", "label"]].copy()
-    return part.assign(p_female=1.0 - p_male, p_male=p_male, fold=fold)
+    p_positive = model.predict_proba(features[test])[:, 1]
+    part = index.loc[test, ["subject", "group", "age_bin", "label"]].copy()
+    return part.assign(p_negative=1.0 - p_positive, p_positive=p_positive, fold=fold)
 
 
 def fit_region_baseline(

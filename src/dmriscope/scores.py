@@ -17,24 +17,24 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 from dmriscope.io import atomic_path
 
 POSITIVE_CLASS = "male (label 1); P(male) >= threshold predicts male"
-PREDICTION_COLUMNS = ["subject", "sex", "age_bin", "label", "p_female", "p_male"]
+PREDICTION_COLUMNS = ["subject", "group", "age_bin", "label", "p_negative", "p_positive"]
 
 
-def classification_metrics(labels: np.ndarray, p_male: np.ndarray, threshold: float = 0.5) -> dict:
+def classification_metrics(labels: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict:
     """AUC (None with one class), accuracy, precision, recall of the male class, and n per class.
 
     Args:
         labels: (N,) 1 = male, 0 = female.
-        p_male: (N,) predicted P(male); ``p_male >= threshold`` predicts male.
+        p_positive: (N,) predicted P(male); ``p_positive >= threshold`` predicts male.
     """
     labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(p_male) >= threshold).astype(int)
+    predicted = (np.asarray(p_positive) >= threshold).astype(int)
     both = len(np.unique(labels)) == 2
     return {
         "n": int(labels.size),
-        "n_male": int(labels.sum()),
-        "n_female": int((labels == 0).sum()),
-        "auc": float(roc_auc_score(labels, p_male)) if both else None,
+        "n_positive": int(labels.sum()),
+        "n_negative": int((labels == 0).sum()),
+        "auc": float(roc_auc_score(labels, p_positive)) if both else None,
         "accuracy": float(accuracy_score(labels, predicted)),
         "precision": float(precision_score(labels, predicted, zero_division=0)),
         "recall": float(recall_score(labels, predicted, zero_division=0)),
@@ -92,10 +92,10 @@ def summarise(
     """metrics.json content: overall metrics + ``auc_ci``, then the same for every age bin (``by_age_bin``)."""
 
     def block(frame: pd.DataFrame) -> dict:
-        out = classification_metrics(frame["label"].to_numpy(), frame["p_male"].to_numpy(), threshold)
-        ci = bootstrap_auc_ci(frame["label"].to_numpy(), frame["p_male"].to_numpy(), n_resamples, seed, level)
+        out = classification_metrics(frame["label"].to_numpy(), frame["p_positive"].to_numpy(), threshold)
+        ci = bootstrap_auc_ci(frame["label"].to_numpy(), frame["p_positive"].to_numpy(), n_resamples, seed, level)
         out["auc_ci"] = list(ci) if ci is not None else None
-        out["auc_p"] = auc_p_value(frame["label"].to_numpy(), frame["p_male"].to_numpy())
+        out["auc_p"] = auc_p_value(frame["label"].to_numpy(), frame["p_positive"].to_numpy())
         return out
 
     summary = {

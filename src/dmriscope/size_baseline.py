@@ -11,6 +11,7 @@ import pandas as pd
 
 from dmriscope.brain_size import CALIPER_SD, matched_pairs, read_volumes
 from dmriscope.io import InputError
+from dmriscope.label import SEX, Label
 from dmriscope.scores import summarise, write_results
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,15 @@ def matched_auc(
 
 
 def volume_matched_block(predictions: pd.DataFrame, volumes: str, seed: int = 0, level: float = 0.95) -> dict:
-    """metrics.json's ``volume_matched``: `matched_auc` of ``predictions`` (subject, label, p_male) with the
+    """metrics.json's ``volume_matched``: `matched_auc` of ``predictions`` (subject, label, p_positive) with the
     subjects' volumes from brain_volumes.tsv."""
     size = read_volumes(volumes).loc[predictions["subject"]].to_numpy()
-    return matched_auc(predictions["label"], predictions["p_male"], size, seed=seed, level=level)
+    return matched_auc(predictions["label"], predictions["p_positive"], size, seed=seed, level=level)
 
 
-def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """P(male) from brain volume alone for every fold's test subjects, fitted on that fold's training subjects."""
+def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame], label: Label = SEX) -> pd.DataFrame:
+    """P(positive) (male by default) from brain volume alone for every fold's test subjects, fitted on that fold's
+    training subjects."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -74,10 +76,11 @@ def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame]) -> 
             raise InputError(f"subject {missing[0]}: no brain volume")
         train, test = fold[fold["set"] == "train"], fold[fold["set"] == "test"]
         model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
-        model.fit(volumes.loc[train["subject"]].to_numpy()[:, None], (train["sex"] == "M").astype(int))
-        p_male = model.predict_proba(volumes.loc[test["subject"]].to_numpy()[:, None])[:, 1]
-        part = test[["subject", "sex", "age_bin"]].assign(label=(test["sex"] == "M").astype(int))
-        parts.append(part.assign(p_female=1 - p_male, p_male=p_male, fold=k))
+        model.fit(volumes.loc[train["subject"]].to_numpy()[:, None], label.encode(train[label.column]))
+        p_positive = model.predict_proba(volumes.loc[test["subject"]].to_numpy()[:, None])[:, 1]
+        part = test[["subject", label.column, "age_bin"]].rename(columns={label.column: "group"})
+        part = part.assign(label=label.encode(part["group"]))
+        parts.append(part.assign(p_negative=1 - p_positive, p_positive=p_positive, fold=k))
     return pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
 
 
@@ -107,11 +110,12 @@ def fit_size_baseline(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    label: dict | None = None,
 ) -> dict:
     """Rule fit_size_baseline: the size-only classifier's out-of-sample predictions and metrics.json."""
     table = read_volumes(volumes)
     frames = [pd.read_csv(f, sep="\t", dtype={"subject": str, "age_bin": str}) for f in folds]
-    predictions = size_only_predictions(table, frames)
+    predictions = size_only_predictions(table, frames, Label.from_config(label))
     summary = scored(predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model="size_only")
     write_results(predictions, summary, out_predictions, out_metrics)
     log.info("size-only baseline: test AUC %.3f %s", summary["auc"], summary["auc_ci"])

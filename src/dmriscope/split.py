@@ -1,7 +1,8 @@
-"""Train/validation/test split stratified by sex x age bin, and the paper's Table 1.
+"""Train/validation/test split stratified by label x age bin, and the paper's Table 1.
 
-Each stratum (sex x age bin) is shuffled with the seed and cut so that every set has (as nearly as integer counts
-allow, by the largest-remainder method) the cohort's sex and age distribution. Subjects beyond
+Each stratum (the label - sex by default - x age bin, or x the columns of config ``split.stratify``) is shuffled
+with the seed and cut so that every set has (as nearly as integer counts allow, by the largest-remainder method)
+the cohort's label and age distribution. Subjects beyond
 n_train + n_val + n_test are left out and listed with set ``unused``. The split's SHA-256 is written beside it so
 every model records which split it was trained on.
 """
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dmriscope.cohort.participants import AGE_BINS, read_participants, validated
+from dmriscope.cohort.participants import AGE_BIN_EDGES, read_participants, validated
 from dmriscope.io import InputError, atomic_path
+from dmriscope.label import SEX, Label
 
 log = logging.getLogger(__name__)
 SETS = ("train", "val", "test")
@@ -39,19 +41,22 @@ def _largest_remainder(target: int, weights: np.ndarray, capacity: np.ndarray) -
     return counts
 
 
-def stratified_split(participants: pd.DataFrame, counts: Sequence[int], seed: int) -> pd.DataFrame:
-    """Assign each subject to train/val/test (or unused); stratified by sex x age bin, seeded, deterministic.
+def stratified_split(
+    participants: pd.DataFrame, counts: Sequence[int], seed: int, strata: Sequence[str] = ("sex", "age_bin")
+) -> pd.DataFrame:
+    """Assign each subject to train/val/test (or unused); stratified by ``strata`` columns, seeded, deterministic.
 
     Args:
-        participants: validated table with columns subject, sex, age, age_bin.
+        participants: validated table with columns subject, the label's and ``strata``.
         counts: (n_train, n_val, n_test), summing to at most the cohort size.
         seed: shuffles each stratum; the same seed and cohort always give the same split.
+        strata: the label's column first, then the stratification columns (default sex x age bin).
     """
     n_total = len(participants)
     if sum(counts) > n_total:
         raise ValueError(f"split counts {tuple(counts)} exceed the cohort ({n_total})")
     frame = participants.sort_values("subject").reset_index(drop=True)
-    strata = sorted(frame.groupby(["sex", "age_bin"]).groups.items())
+    strata = sorted(frame.groupby(list(strata)).groups.items())
     sizes = np.array([len(idx) for _, idx in strata])
     remaining = sizes.copy()
     per_set = {}
@@ -72,23 +77,24 @@ def stratified_split(participants: pd.DataFrame, counts: Sequence[int], seed: in
     return frame
 
 
-def check_split(split: pd.DataFrame) -> None:
-    """No subject twice; both sexes in every set. ValueError otherwise."""
+def check_split(split: pd.DataFrame, label: Label = SEX) -> None:
+    """No subject twice; both groups of the label in every set. ValueError otherwise."""
     if split["subject"].duplicated().any():
         raise ValueError("a subject appears twice in the split")
     for name in SETS:
-        sexes = set(split.loc[split["set"] == name, "sex"])
-        if sexes != {"M", "F"}:
-            raise ValueError(f"set '{name}' does not contain both sexes (has {sorted(sexes)})")
+        present = set(split.loc[split["set"] == name, label.column])
+        if present != set(label.values):
+            raise ValueError(f"set '{name}' does not contain {label.both} (has {sorted(present)})")
 
 
 def kfold_split(
-    participants: pd.DataFrame, folds: int, n_val: int, seed: int
+    participants: pd.DataFrame, folds: int, n_val: int, seed: int, strata: Sequence[str] = ("sex", "age_bin")
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Stratified k-fold cross-validation: every subject tested once, by the fold whose model never saw it.
 
-    Test folds come from scikit-learn's ``StratifiedKFold`` (shuffled with ``seed``) over the sex x age-bin strata;
-    within each fold's training part, ``n_val`` subjects are held out for model selection by `stratified_split`
+    Test folds come from scikit-learn's ``StratifiedKFold`` (shuffled with ``seed``) over the ``strata`` (label x
+    age bin); within each fold's training part, ``n_val`` subjects are held out for model selection by
+    `stratified_split`
     (seeded ``seed + 1 + fold``). Returns the split (``set`` = ``cv``, ``fold`` = the subject's test fold) and, per
     fold, the participants with ``set`` train / val / test.
     """
@@ -97,19 +103,19 @@ def kfold_split(
     from sklearn.model_selection import StratifiedKFold
 
     frame = participants.sort_values("subject").reset_index(drop=True)
-    strata = (frame["sex"] + "_" + frame["age_bin"].astype(str)).to_numpy()
+    keys = frame[list(strata)].astype(str).agg("_".join, axis=1).to_numpy()
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     frame["set"], frame["fold"] = "cv", -1
     with warnings.catch_warnings(record=True) as caught:  # a stratum smaller than k: folds differ in it by one
         warnings.simplefilter("always")
-        parts = list(splitter.split(frame, strata))
+        parts = list(splitter.split(frame, keys))
     for warning in caught:
         log.warning("kfold: %s", warning.message)
     per_fold = []
     for k, (rest, test) in enumerate(parts):
         frame.loc[test, "fold"] = k
         inner = stratified_split(
-            frame.loc[rest].drop(columns=["set", "fold"]), (len(rest) - n_val, n_val, 0), seed + 1 + k
+            frame.loc[rest].drop(columns=["set", "fold"]), (len(rest) - n_val, n_val, 0), seed + 1 + k, strata
         )
         fold = pd.concat([inner, frame.loc[test].drop(columns="fold").assign(set="test")])
         per_fold.append(fold.sort_values("subject").reset_index(drop=True))
@@ -117,10 +123,10 @@ def kfold_split(
 
 
 def holdout_split(
-    participants: pd.DataFrame, counts: Sequence[int], seed: int
+    participants: pd.DataFrame, counts: Sequence[int], seed: int, strata: Sequence[str] = ("sex", "age_bin")
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """The paper's protocol as the one-fold case: the split, and itself as fold 0."""
-    split = stratified_split(participants, counts, seed)
+    split = stratified_split(participants, counts, seed, strata)
     return split, [split]
 
 
@@ -135,29 +141,23 @@ def split_cohort_files(
     n_val: int = 0,
     seed: int = 0,
     match_volumes: str | None = None,
+    label: Mapping | None = None,
+    age_bins: Sequence[Sequence[int]] = AGE_BIN_EDGES,
+    stratify: Sequence[str] = ("age_bin",),
 ) -> None:
     """Read and validate participants.tsv, split (holdout: ``counts``; kfold: ``len(fold_paths)`` folds, ``n_val``
     inner validation subjects), check every fold, write split.tsv, one train/val/test table per fold and the SHA-256
     of them all (models record it). ``match_volumes`` (brain_volumes.tsv; config ``split.match: volume``): only
-    the volume-matched male-female pairs are split, the other subjects are ``unused``."""
-    table = validated(read_participants(participants), participants)
-    left_out = table.iloc[:0]
-    if match_volumes is not None:
-        from dmriscope.brain_size import read_volumes, volume_matched_subjects
-
-        keep = set(volume_matched_subjects(table, read_volumes(match_volumes)))
-        table, left_out = table[table["subject"].isin(keep)], table[~table["subject"].isin(keep)]
-    present = sorted(set(table["sex"]))
-    if len(present) < 2:
-        raise InputError(
-            f"{participants}: the cohort has one class only ({len(table)} subjects, all sex {present[0]!r}); "
-            "a classifier needs subjects of both sexes"
-        )
+    the volume-matched pairs of the two groups are split, the other subjects are ``unused``. ``label`` (config
+    section ``label``; default sex) and ``stratify`` (config ``split.stratify``) set the strata."""
+    group = Label.from_config(label)
+    strata = (group.column, *stratify)
+    table, left_out = _cohort_table(participants, group, age_bins, stratify, match_volumes)
     if scheme == "kfold":
-        split, per_fold = kfold_split(table, len(fold_paths), n_val, seed)
+        split, per_fold = kfold_split(table, len(fold_paths), n_val, seed, strata)
     else:
         try:
-            split, per_fold = holdout_split(table, counts, seed)
+            split, per_fold = holdout_split(table, counts, seed, strata)
         except ValueError as exc:
             matched = " after volume matching" if match_volumes is not None else ""
             hint = "give smaller counts or use split.scheme kfold"
@@ -170,7 +170,7 @@ def split_cohort_files(
         per_fold = [pd.concat([f, unused]).sort_values("subject").reset_index(drop=True) for f in per_fold]
     for k, fold in enumerate(per_fold):
         try:
-            check_split(fold)
+            check_split(fold, group)
         except ValueError as exc:
             where = f"fold {k}: " if scheme == "kfold" else ""
             raise InputError(f"config key 'split': {where}{exc}; use larger n_val/n_test or fewer folds") from None
@@ -184,6 +184,30 @@ def split_cohort_files(
     log.info("split %s (%s): %s (sha256 %s)", split_path, scheme, _sizes(per_fold), digest.hexdigest()[:12])
 
 
+def _cohort_table(
+    participants: str,
+    label: Label,
+    age_bins: Sequence[Sequence[int]],
+    stratify: Sequence[str],
+    match_volumes: str | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The validated participants to split and those left out by volume matching; InputError for one group only."""
+    table = validated(read_participants(participants, label), participants, label, age_bins, stratify)
+    left_out = table.iloc[:0]
+    if match_volumes is not None:
+        from dmriscope.brain_size import read_volumes, volume_matched_subjects
+
+        keep = set(volume_matched_subjects(table, read_volumes(match_volumes), label=label))
+        table, left_out = table[table["subject"].isin(keep)], table[~table["subject"].isin(keep)]
+    present = sorted(set(table[label.column]))
+    if len(present) < 2:
+        raise InputError(
+            f"{participants}: the cohort has one class only ({len(table)} subjects, all {label.column} "
+            f"{present[0]!r}); a classifier needs subjects of {label.both}"
+        )
+    return table, left_out
+
+
 def _sizes(per_fold: Sequence[pd.DataFrame]) -> str:
     return "; ".join(
         f"fold {k}: " + ", ".join(f"{n} {s}" for s, n in f["set"].value_counts().items())
@@ -191,45 +215,56 @@ def _sizes(per_fold: Sequence[pd.DataFrame]) -> str:
     )
 
 
-def table1(split: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 1: subjects per age bin (rows, plus Total) and sex within each set (columns, plus All).
+def _age_bins(split: pd.DataFrame) -> list[str]:
+    """The age bins present, youngest first ("22-25" before "26-30")."""
+    return sorted(split["age_bin"].astype(str).unique(), key=lambda b: (float(b.split("-")[0]), b))
 
-    A kfold split (``set`` = ``cv``) has one column pair per test fold instead of train/val/test."""
+
+def _groups(
+    split: pd.DataFrame, volumes: pd.Series | None = None
+) -> tuple[pd.DataFrame, list[tuple[str, pd.DataFrame]]]:
+    """The used subjects (with ``volume`` in cm³ when ``volumes`` are given) and their sets (train/val/test, or the
+    test folds of a kfold split)."""
     kfold = "fold" in split.columns and (split["set"] == "cv").any()
-    used = split[split["set"].isin(("cv",) if kfold else SETS)]
+    used = split[split["set"].isin(("cv",) if kfold else SETS)].copy()
+    if volumes is not None:
+        used["volume"] = volumes.reindex(used["subject"]).to_numpy() / 1000.0
     groups = (
         [(f"fold {k + 1}", used[used["fold"] == k]) for k in sorted(used["fold"].unique())]
         if kfold
         else [(name, used[used["set"] == name]) for name in SETS]
     )
+    return used, groups
+
+
+def table1(split: pd.DataFrame, label: Label = SEX) -> pd.DataFrame:
+    """The paper's Table 1: subjects per age bin (rows, plus Total) and group of the label (male/female by default)
+    within each set (columns, plus All). A kfold split (``set`` = ``cv``) has one column pair per test fold."""
+    used, groups = _groups(split)
+    bins = _age_bins(used)
     columns = {}
     for name, part in (*groups, ("all", used)):
-        for sex, label in (("M", "male"), ("F", "female")):
-            counts = part[part["sex"] == sex]["age_bin"].value_counts()
-            columns[f"{name} {label}"] = [int(counts.get(b, 0)) for b in AGE_BINS]
-    frame = pd.DataFrame(columns, index=[b.replace("-", "–") for b in AGE_BINS])
+        for value in label.values:
+            counts = part[part[label.column] == value]["age_bin"].astype(str).value_counts()
+            columns[f"{name} {label.name_of(value)}"] = [int(counts.get(b, 0)) for b in bins]
+    frame = pd.DataFrame(columns, index=[b.replace("-", "–") for b in bins])
     frame.loc["Total"] = frame.sum()
     frame.index.name = "age"
     return frame
 
 
-def volume_table(split: pd.DataFrame, volumes: pd.Series) -> pd.DataFrame:
-    """Table 1b: brain volume (cm^3) mean ± SD by sex in each set (or test fold) and overall, and male/female."""
-    kfold = (split["set"] == "cv").any()
-    used = split[split["set"].isin(("cv",) if kfold else SETS)].copy()
-    used["volume"] = volumes.reindex(used["subject"]).to_numpy() / 1000.0
-    groups = (
-        [(f"fold {k + 1}", used[used["fold"] == k]) for k in sorted(used["fold"].unique())]
-        if kfold
-        else [(name, used[used["set"] == name]) for name in SETS]
-    )
+def volume_table(split: pd.DataFrame, volumes: pd.Series, label: Label = SEX) -> pd.DataFrame:
+    """Table 1b: brain volume (cm^3) mean ± SD by group in each set (or test fold) and overall, and their ratio."""
+    used, groups = _groups(split, volumes)
+    pos, neg = label.names
     rows = []
     for name, part in (*groups, ("all", used)):
-        male, female = part.loc[part["sex"] == "M", "volume"], part.loc[part["sex"] == "F", "volume"]
+        a = part.loc[part[label.column] == label.positive, "volume"]
+        b = part.loc[part[label.column] == label.negative, "volume"]
         rows.append({
             "set": name,
-            "male cm³": f"{male.mean():.0f} ± {male.std():.0f}",
-            "female cm³": f"{female.mean():.0f} ± {female.std():.0f}",
-            "male / female": round(male.mean() / female.mean(), 3),
+            f"{pos} cm³": f"{a.mean():.0f} ± {a.std():.0f}",
+            f"{neg} cm³": f"{b.mean():.0f} ± {b.std():.0f}",
+            f"{pos} / {neg}": round(a.mean() / b.mean(), 3),
         })  # fmt: skip
     return pd.DataFrame(rows)

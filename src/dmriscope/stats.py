@@ -233,11 +233,11 @@ def table3(regions: Mapping[tuple[str, str], pd.DataFrame], unions: Mapping[str,
 
 
 def correct_class_probabilities(predictions: pd.DataFrame, source: str = "predictions") -> pd.Series:
-    """From a predictions table (subject, label, p_female, p_male): P(correct class) indexed by subject."""
-    missing = {"subject", "label", "p_female", "p_male"} - set(predictions.columns)
+    """From a predictions table (subject, label, p_negative, p_positive): P(correct class) indexed by subject."""
+    missing = {"subject", "label", "p_negative", "p_positive"} - set(predictions.columns)
     if missing:
         raise InputError(f"{source}: lacks columns {sorted(missing)}")
-    p = np.where(predictions["label"].astype(int) == 1, predictions["p_male"], predictions["p_female"])
+    p = np.where(predictions["label"].astype(int) == 1, predictions["p_positive"], predictions["p_negative"])
     return pd.Series(p.astype(float), index=predictions["subject"].astype(str), name="p_correct")
 
 

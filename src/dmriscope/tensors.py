@@ -33,11 +33,12 @@ import torch
 from torch.utils.data import Dataset
 
 from dmriscope.io import InputError, atomic_path, load_nifti, progress
+from dmriscope.label import SEX, Label
 from dmriscope.normalise import BoundNormaliser, Normaliser
 
 log = logging.getLogger(__name__)
 
-INDEX_COLUMNS = ["row", "subject", "set", "sex", "age_bin", "label"]
+INDEX_COLUMNS = ["row", "subject", "set", "group", "age_bin", "label"]  # group: the label's value (M/F, ...)
 SETS = ("train", "val", "test")
 CV = "cv"  # the set of every subject of a kfold split in split.tsv (its fold tables give train/val/test)
 
@@ -84,20 +85,23 @@ def brain_mask_on_grid(template_fa: str | Path, grid: Sequence[int], threshold: 
     return mask
 
 
-def tensor_index(split: pd.DataFrame, split_path: str | Path = "split.tsv") -> pd.DataFrame:
-    """Rows of the tensor store: subjects in train/val/test (or cv) in split order; label 1 = male, 0 = female."""
-    missing = {"subject", "sex", "age_bin", "set"} - set(split.columns)
+def tensor_index(split: pd.DataFrame, split_path: str | Path = "split.tsv", label: Label = SEX) -> pd.DataFrame:
+    """Rows of the tensor store: subjects in train/val/test (or cv) in split order; ``group`` is the label's value,
+    ``label`` 1 for its positive value (male by default), 0 for the negative."""
+    missing = {"subject", label.column, "age_bin", "set"} - set(split.columns)
     if missing:
         raise InputError(f"{split_path}: missing columns {sorted(missing)}")
     used = split[split["set"].isin((*SETS, CV))].reset_index(drop=True)
-    bad = used.loc[~used["sex"].isin(["M", "F"]), "subject"].tolist()
+    bad = used.loc[~used[label.column].astype(str).isin(label.values), "subject"].tolist()
     if bad:
-        raise InputError(f"{split_path}: subject {bad[0]} has sex other than M/F")
+        raise InputError(
+            f"{split_path}: subject {bad[0]} has {label.column} other than {label.positive}/{label.negative}"
+        )
     if used.empty:
         raise InputError(f"{split_path}: no subject in train/val/test")
-    index = used[["subject", "set", "sex", "age_bin"]].copy()
+    index = used[["subject", "set", label.column, "age_bin"]].rename(columns={label.column: "group"})
     index.insert(0, "row", np.arange(len(index)))
-    index["label"] = (index["sex"] == "M").astype(int)
+    index["label"] = label.encode(index["group"])
     return index[INDEX_COLUMNS]
 
 
@@ -167,11 +171,14 @@ def stack_tensors(
     brain_mask: str | Path,
     tensor: str | Path,
     index: str | Path,
+    label: Mapping | None = None,
 ) -> None:
-    """Rule stack_tensors for one metric: the .npy store of every split subject and its subject index."""
+    """Rule stack_tensors for one metric: the .npy store of every split subject and its subject index (``label``:
+    config section ``label``, default sex)."""
     if len(maps) != len(subjects):
         raise InputError(f"{len(maps)} maps for {len(subjects)} subjects")
-    table = tensor_index(pd.read_csv(split, sep="\t", dtype={"subject": str, "age_bin": str}), split)
+    frame = pd.read_csv(split, sep="\t", dtype=str, keep_default_na=False)
+    table = tensor_index(frame, split, Label.from_config(label))
     mask = np.load(brain_mask)
     template_shape = load_nifti(template, ndim=3)[0].shape
     stack_metric(dict(zip(subjects, maps, strict=True)), table, mask, template_shape, tensor)

@@ -71,7 +71,7 @@ def _metadata(
     pretrained: str | None,
 ) -> dict:
     """hparams.json (and best.pt's metadata): what was trained on what, and how the selection went."""
-    n_male = int(train_set.labels.sum())
+    n_positive = int(train_set.labels.sum())
     return {
         "model": model,
         "registry_name": REGISTRY_NAMES.get(model, model),
@@ -86,8 +86,8 @@ def _metadata(
         "pretrained": pretrained,
         "n_train": len(train_set),
         "n_val": n_val,
-        "n_train_male": n_male,
-        "n_train_female": len(train_set) - n_male,
+        "n_train_male": n_positive,
+        "n_train_female": len(train_set) - n_positive,
         "best_epoch": result.best_epoch,
         "best_val_auc": None if np.isnan(result.best_val_auc) else result.best_val_auc,
         "epochs_run": len(result.history),

@@ -42,10 +42,11 @@ TRUTH_COLUMNS = (
 )
 
 
-def planted_sex_regions(path: str) -> set[int]:
-    """Atlas indices with a planted sex effect, from the simulation's planted-regions TSV."""
+def planted_sex_regions(path: str, effect: str = "sex") -> set[int]:
+    """Atlas indices with a planted effect of the label (``effect``: its column, sex by default), from the
+    simulation's (or export_bids') planted-regions TSV."""
     table = read_tsv(path, required=("region", "effect", "size"))
-    rows = table[(table["effect"].astype(str) == "sex") & (table["size"].astype(float) != 0)]
+    rows = table[(table["effect"].astype(str) == effect) & (table["size"].astype(float) != 0)]
     return {int(r) for r in rows["region"]}
 
 

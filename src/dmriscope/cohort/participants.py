@@ -1,8 +1,10 @@
-"""The participants table: one row per subject with sex (M/F), age (years, may be unknown) and age bin.
+"""The participants table: one row per subject with the label (sex M/F by default), age (years, may be unknown)
+and age bin.
 
-Columns of results/cohort/participants.tsv: subject (no ``sub-`` prefix), sex, age, age_bin. The age bins are the
-paper's (Table 1): 22-25, 26-30, 31-37. Rows are validated where they are used (`participant`), so that one bad
-row stops only the jobs of that subject (with ``--keep-going`` the others finish).
+Columns of results/cohort/participants.tsv: subject (no ``sub-`` prefix), the label's column (``sex``, or e.g.
+``group``), any split-stratification columns, age, age_bin. The age bins are the paper's (Table 1) unless config
+``cohort.age_bins`` gives others: 22-25, 26-30, 31-37. Rows are validated where they are used (`participant`), so
+that one bad row stops only the jobs of that subject (with ``--keep-going`` the others finish).
 """
 
 from __future__ import annotations
@@ -15,20 +17,32 @@ import numpy as np
 import pandas as pd
 
 from dmriscope.io import InputError, atomic_path
+from dmriscope.label import SEX, Label
 
 AGE_BINS = ("22-25", "26-30", "31-37")
 AGE_BIN_EDGES = ((22, 25), (26, 30), (31, 37))
-COLUMNS = ["subject", "sex", "age", "age_bin"]
+COLUMNS = ["subject", "sex", "age", "age_bin"]  # the default (sex) label's columns: `columns_of`
 SEXES = ("M", "F")
 
 
-def age_bin_of(age: float) -> str:
-    """The paper's age bin of an age in whole years (22-37); ValueError outside that range."""
+def bin_names(edges: Sequence[Sequence[int]]) -> tuple[str, ...]:
+    """The names of age bins [low, high]: "low-high"."""
+    return tuple(f"{low}-{high}" for low, high in edges)
+
+
+def columns_of(label: Label = SEX, extra: Sequence[str] = ()) -> list[str]:
+    """participants.tsv's columns: subject, the label's column, ``extra`` (stratification) columns, age, age_bin."""
+    fixed = ["subject", label.column, "age", "age_bin"]
+    return [*fixed[:2], *(c for c in extra if c not in fixed), *fixed[2:]]
+
+
+def age_bin_of(age: float, edges: Sequence[Sequence[int]] = AGE_BIN_EDGES) -> str:
+    """The age bin of an age in whole years (the paper's 22-25, 26-30, 31-37 by default); ValueError outside them."""
     years = math.floor(age)
-    for name, (low, high) in zip(AGE_BINS, AGE_BIN_EDGES):
+    for name, (low, high) in zip(bin_names(edges), edges):
         if low <= years <= high:
             return name
-    raise ValueError(f"age {age} is outside the paper's range 22-37")
+    raise ValueError(f"age {age} is outside the age bins {', '.join(bin_names(edges))}")
 
 
 def draw_demographics(
@@ -51,7 +65,7 @@ def draw_demographics(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def read_participants(path: str | Path) -> pd.DataFrame:
+def read_participants(path: str | Path, label: Label = SEX) -> pd.DataFrame:
     """Read a participants TSV (or CSV) as strings, without validating rows; normalises the subject column."""
     path = Path(path)
     if not path.exists():
@@ -60,21 +74,45 @@ def read_participants(path: str | Path) -> pd.DataFrame:
     if "subject" not in frame.columns:
         raise InputError(f"{path}: participants table has no 'subject' column")
     frame["subject"] = frame["subject"].str.strip().str.removeprefix("sub-")
-    for column in COLUMNS:
+    for column in columns_of(label):
         if column not in frame.columns:
             frame[column] = ""
     return frame
 
 
-def participant(frame: pd.DataFrame, subject: str, source: str | Path = "participants.tsv") -> dict:
-    """The validated row of one subject: sex M/F, age (float or None) and age bin; InputError naming the subject."""
+def participant(
+    frame: pd.DataFrame,
+    subject: str,
+    source: str | Path = "participants.tsv",
+    label: Label = SEX,
+    age_bins: Sequence[Sequence[int]] = AGE_BIN_EDGES,
+    extra: Sequence[str] = (),
+) -> dict:
+    """The validated row of one subject: the label's value (sex M/F by default), the ``extra`` columns, age (float
+    or None) and age bin; InputError naming the subject."""
     rows = frame[frame["subject"] == subject]
     if len(rows) != 1:
         raise InputError(f"{source}: subject {subject} has {len(rows)} rows (expected 1)")
     row = rows.iloc[0]
-    sex = str(row["sex"]).strip().upper()
-    if sex not in SEXES:
-        raise InputError(f"{source}: subject {subject} has sex {row['sex']!r}, expected M or F")
+    value = label.normalise(row[label.column])
+    if value is None:
+        raise InputError(
+            f"{source}: subject {subject} has {label.column} {row[label.column]!r}, "
+            f"expected {label.positive} or {label.negative}"
+        )
+    out = {"subject": subject, label.column: value}
+    for column in extra:
+        if column == "age_bin":
+            continue
+        if column not in frame.columns or not str(row[column]).strip():
+            raise InputError(f"{source}: subject {subject} has no {column!r} (config key 'split.stratify')")
+        out[column] = str(row[column]).strip()
+    return {**out, **_age(row, subject, source, age_bins)}
+
+
+def _age(row: pd.Series, subject: str, source: str | Path, edges: Sequence[Sequence[int]]) -> dict:
+    """The validated age (float or None) and age bin of one participants row."""
+    names = bin_names(edges)
     age_text = str(row["age"]).strip()
     age = None
     if age_text and age_text.lower() != "nan":
@@ -84,26 +122,32 @@ def participant(frame: pd.DataFrame, subject: str, source: str | Path = "partici
             raise InputError(f"{source}: subject {subject} has a non-numeric age {age_text!r}") from None
     bin_text = str(row["age_bin"]).strip()
     if bin_text and bin_text.lower() != "nan":
-        if bin_text not in AGE_BINS:
-            raise InputError(f"{source}: subject {subject} has age bin {bin_text!r}, expected one of {AGE_BINS}")
+        if bin_text not in names:
+            raise InputError(f"{source}: subject {subject} has age bin {bin_text!r}, expected one of {names}")
         age_bin = bin_text
     elif age is not None:
         try:
-            age_bin = age_bin_of(age)
+            age_bin = age_bin_of(age, edges)
         except ValueError as exc:
-            raise InputError(f"{source}: subject {subject}: {exc}") from None
+            raise InputError(f"{source}: subject {subject}: {exc} (config key 'cohort.age_bins')") from None
     else:
         raise InputError(f"{source}: subject {subject} has no age and no age bin")
-    return {"subject": subject, "sex": sex, "age": age, "age_bin": age_bin}
+    return {"age": age, "age_bin": age_bin}
 
 
-def validated(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+def validated(
+    frame: pd.DataFrame,
+    source: str | Path,
+    label: Label = SEX,
+    age_bins: Sequence[Sequence[int]] = AGE_BIN_EDGES,
+    extra: Sequence[str] = (),
+) -> pd.DataFrame:
     """Every row validated (the first bad row raises); the result has typed columns."""
-    rows = [participant(frame, subject, source) for subject in frame["subject"]]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    rows = [participant(frame, subject, source, label, age_bins, extra) for subject in frame["subject"]]
+    return pd.DataFrame(rows, columns=columns_of(label, extra))
 
 
-def write_participants(frame: pd.DataFrame, path: str | Path) -> None:
+def write_participants(frame: pd.DataFrame, path: str | Path, label: Label = SEX, extra: Sequence[str] = ()) -> None:
     """Write the table atomically as TSV with the standard columns (missing ages left empty)."""
     with atomic_path(path) as tmp:
-        frame[COLUMNS].to_csv(tmp, sep="\t", index=False, na_rep="")
+        frame[columns_of(label, extra)].to_csv(tmp, sep="\t", index=False, na_rep="")

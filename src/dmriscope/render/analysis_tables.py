@@ -5,11 +5,12 @@ the numbers and writes TSV + Markdown + HTML through `write_table`; Tables 2 and
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from dmriscope.brain_size import read_volumes
+from dmriscope.label import Label
 from dmriscope.render.tables import write_table
 from dmriscope.split import table1, volume_table
 from dmriscope.stats import REGION_COLUMNS, compare_models, model_metric_from_path, read_tsv, table3
@@ -18,21 +19,28 @@ from dmriscope.truth import POOLED, UNION, planted_sex_regions, truth_check
 log = logging.getLogger(__name__)
 
 
-def _read_split(path: str) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"subject": str})
+def _read_split(path: str, label: Label) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"subject": str, "age_bin": str, label.column: str})
 
 
-def render_table1_files(*, split_path: str, tsv: str, md: str, html: str | None = None) -> None:
-    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML."""
-    split = _read_split(split_path)
+def render_table1_files(
+    *, split_path: str, tsv: str, md: str, html: str | None = None, label: Mapping | None = None
+) -> None:
+    """Rule render_table1: Table 1 as TSV, Markdown and (for the report) HTML (``label``: config section)."""
+    group = Label.from_config(label)
+    split = _read_split(split_path, group)
     sets = "test folds" if (split["set"] == "cv").any() else "training, validation and test sets"
-    write_table(table1(split).reset_index(), tsv, md, f"Table 1. Subjects by age bin and sex in the {sets}", html)
+    title = f"Table 1. Subjects by age bin and {group.title} in the {sets}"
+    write_table(table1(split, group).reset_index(), tsv, md, title, html)
 
 
-def render_volume_table_files(*, split_path: str, volumes: str, tsv: str, md: str, html: str | None = None) -> None:
-    """Rule render_table1b: brain volume by sex and set as TSV, Markdown and HTML."""
-    title = "Table 1b. Native brain-mask volume, mean ± SD (cm³), by sex"
-    write_table(volume_table(_read_split(split_path), read_volumes(volumes)), tsv, md, title, html)
+def render_volume_table_files(
+    *, split_path: str, volumes: str, tsv: str, md: str, html: str | None = None, label: Mapping | None = None
+) -> None:
+    """Rule render_table1b: brain volume by group and set as TSV, Markdown and HTML."""
+    group = Label.from_config(label)
+    title = f"Table 1b. Native brain-mask volume, mean ± SD (cm³), by {group.title}"
+    write_table(volume_table(_read_split(split_path, group), read_volumes(volumes), group), tsv, md, title, html)
 
 
 def _unions(paths: Sequence[str], required: Sequence[str]) -> dict[str, pd.DataFrame]:
@@ -53,7 +61,8 @@ def compare_models_files(
 ) -> pd.DataFrame:
     """Rule compare_models: the models' test predictions.tsv files -> model_comparison (TSV and Markdown)."""
     tables = {
-        model_metric_from_path(p): read_tsv(p, required=("subject", "label", "p_female", "p_male")) for p in predictions
+        model_metric_from_path(p): read_tsv(p, required=("subject", "label", "p_negative", "p_positive"))
+        for p in predictions
     }
     out = compare_models(tables, reference)
     write_table(out, tsv, md, f"Correct-class probabilities: each model vs {reference} (paired Wilcoxon)", html)
@@ -69,12 +78,16 @@ def truth_check_files(
     md: str,
     criterion: str = "fdr",
     html: str | None = None,
+    label: Mapping | None = None,
 ) -> pd.DataFrame:
-    """Rule check_truth: the models' and the unions' regions.tsv + the planted-regions TSV -> truth_check."""
+    """Rule check_truth: the models' and the unions' regions.tsv + the planted-regions TSV -> truth_check (the
+    planted rows whose effect is the label's column, sex by default)."""
+    group = Label.from_config(label)
     required = (f"significant_{criterion}", "region", "name", "p_raw")
     tables = {model_metric_from_path(p): read_tsv(p, required=required) for p in regions}
-    out = truth_check(tables, _unions(union, required), planted_sex_regions(planted), criterion)
-    write_table(out, tsv, md, f"Planted sex-effect regions vs {criterion}-significant regions", html)
+    out = truth_check(tables, _unions(union, required), planted_sex_regions(planted, group.column), criterion)
+    effect = "sex" if group.column == "sex" else f"{group.column} ({group.title})"
+    write_table(out, tsv, md, f"Planted {effect}-effect regions vs {criterion}-significant regions", html)
     for row in out[out["model"].isin([POOLED, UNION])].itertuples():
         log.info("%s %s: precision %.2f recall %.2f", row.metric, row.model, row.precision, row.recall)
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmriscope.io import InputError, atomic_path
+from dmriscope.label import SEX, Label
 from dmriscope.stats import model_metric_from_path
 
 log = logging.getLogger(__name__)
@@ -197,17 +198,20 @@ def read_results(paths: Sequence[str | Path], models: Sequence[str], metrics: Se
     return results
 
 
-def table2_markdown(table: pd.DataFrame, metrics: Sequence[str], ci_level: float, n_test: dict) -> str:
+def table2_markdown(
+    table: pd.DataFrame, metrics: Sequence[str], ci_level: float, n_test: dict, label: Label = SEX
+) -> str:
     """Table 2 and its CI table as Markdown, with captions stating the cell layout and the positive class."""
     perf = table[["name", *metrics]].rename(columns={"name": "model"})
     ci = table[["name", *[f"{m} AUC CI" for m in metrics]]].rename(columns={"name": "model"})
     ci.columns = ["model", *metrics]
-    tested = ", ".join(f"{n} male / {f} female" for n, f in sorted(set(n_test.values())))
+    pos, neg = label.names
+    tested = ", ".join(f"{n} {pos} / {f} {neg}" for n, f in sorted(set(n_test.values())))
     kfold = bool((table.filter(like="fold AUC") != "-").to_numpy().any())
     where = "out of fold (every subject tested once, by its fold's model)" if kfold else "on the test set"
     return (
-        f"**Table 2.** Sex classification {where} "
-        f"({tested}). Cells: AUC/accuracy/precision/recall; positive class = male, threshold P(male) >= 0.5.\n\n"
+        f"**Table 2.** {label.title.capitalize()} classification {where} ({tested}). Cells: "
+        f"AUC/accuracy/precision/recall; positive class = {pos}, threshold P({pos}) >= 0.5.\n\n"
         + perf.to_markdown(index=False)
         + f"\n\n**Table 2b.** {ci_level:.0%} confidence intervals of the test AUC (stratified bootstrap).\n\n"
         + ci.to_markdown(index=False)
@@ -215,14 +219,16 @@ def table2_markdown(table: pd.DataFrame, metrics: Sequence[str], ci_level: float
         + chance_sentence(table, metrics)
         + "\n"
         + spread_markdown(table, metrics)
-        + matched_markdown(table, metrics)
+        + matched_markdown(table, metrics, label)
     )
 
 
-MATCHED_CAPTION = (
-    "AUC among volume-matched male-female test pairs (native brain volumes within 0.2 SD; bootstrap CI): "
-    "a classifier of brain size falls to about 0.5 here, a microstructural difference does not"
-)
+def matched_caption(label: Label = SEX) -> str:
+    return (
+        f"AUC among volume-matched {label.positive_name}-{label.negative_name} test pairs (native brain volumes "
+        "within 0.2 SD; bootstrap CI): a classifier of brain size falls to about 0.5 here, a microstructural "
+        "difference does not"
+    )
 
 
 def matched_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame | None:
@@ -234,11 +240,11 @@ def matched_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame |
     return out
 
 
-def matched_markdown(table: pd.DataFrame, metrics: Sequence[str]) -> str:
+def matched_markdown(table: pd.DataFrame, metrics: Sequence[str], label: Label = SEX) -> str:
     matched = matched_table(table, metrics)
     if matched is None:
         return ""
-    return f"\n**Table 2d.** {MATCHED_CAPTION}.\n\n" + matched.to_markdown(index=False) + "\n"
+    return f"\n**Table 2d.** {matched_caption(label)}.\n\n" + matched.to_markdown(index=False) + "\n"
 
 
 def spread_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame | None:
@@ -270,10 +276,12 @@ def render_table2(
     out_html: str | None = None,
     baseline: str | None = None,
     region_baseline: Sequence[str] | None = None,
+    label: Mapping | None = None,
 ) -> pd.DataFrame:
     """Rule render_table2: read every metrics.json and write table2_performance.{tsv,md}; ``baseline``: the
     size-only classifier's metrics.json, shown as its own row; ``region_baseline``: the region-mean classifier's per
-    metric."""
+    metric; ``label``: config section ``label`` (default sex), for the captions."""
+    group = Label.from_config(label)
     results = read_results(metric_files, models, metrics)
     if region_baseline is not None:
         results.update(read_results(region_baseline, ["region_means"], metrics))
@@ -284,16 +292,16 @@ def render_table2(
         models = [*models, BASELINE]
     table = table2(results, models, metrics)
     levels = {r.get("ci_level", 0.95) for r in results.values()}
-    n_test = {key: (r["n_male"], r["n_female"]) for key, r in results.items()}
+    n_test = {key: (r["n_positive"], r["n_negative"]) for key, r in results.items()}
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     with atomic_path(out_md) as tmp:
-        Path(tmp).write_text(table2_markdown(table, metrics, min(levels), n_test))
+        Path(tmp).write_text(table2_markdown(table, metrics, min(levels), n_test, group))
     if out_html is not None:
         perf = table[["name", *metrics]].rename(columns={"name": "model"})
         ci = table[["name", *[f"{m} AUC CI" for m in metrics]]].rename(columns={"name": "model"})
         sections = [
-            ("Table 2. Test AUC/accuracy/precision/recall (positive class = male)", perf),
+            (f"Table 2. Test AUC/accuracy/precision/recall (positive class = {group.positive_name})", perf),
             (
                 f"Table 2b. {min(levels):.0%} bootstrap confidence intervals of the test AUC. "
                 f"Chance check: {chance_sentence(table, metrics)}",
@@ -305,7 +313,7 @@ def render_table2(
             sections.append(("Table 2c. Spread of the test AUC over folds and seeds", spread))
         matched = matched_table(table, metrics)
         if matched is not None:
-            sections.append((f"Table 2d. {MATCHED_CAPTION}", matched))
+            sections.append((f"Table 2d. {matched_caption(group)}", matched))
         write_html(sections, out_html, "Table 2")
     log.info("table 2: %d models x %d metrics", len(models), len(metrics))
     return table
