@@ -23,7 +23,17 @@ if config["cohort"]["source"] == "synthetic":
 
 else:
 
+    include: "rules/template.smk"
+
+
+if config["cohort"]["source"] == "hcp":
+
     include: "rules/hcp.smk"
+
+
+if config["cohort"]["source"] == "bids":
+
+    include: "rules/bids.smk"
 
 
 include: "rules/dki.smk"

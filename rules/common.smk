@@ -21,6 +21,10 @@ except ConfigError as exc:
 
 MODELS = list(config["train"]["models"])
 SYNTHETIC = config["cohort"]["source"] == "synthetic"
+# the planted truth the occlusion findings are checked against: the simulation's, or a known one (truth.planted)
+PLANTED = (
+    "results/truth/planted_regions.tsv" if SYNTHETIC else config["truth"]["planted"]
+)
 KFOLD = config["split"]["scheme"] == "kfold"
 FOLDS = folds(config)  # ["0"] for holdout: the split is the one fold
 SEEDS = seeds(config)  # training seeds of each model x metric x fold
@@ -89,7 +93,7 @@ def fold_tensors():
 def get_final_output():
     """What `rule all` asks for, up to `stages.until` (registration < split < train < occlusion < report)."""
     until = config["stages"]["until"]
-    outputs = registered_maps()
+    outputs = ["results/cohort/participants.tsv", *registered_maps()]
     outputs += expand("results/qc/registration/sub-{subject}.png", subject=SUBJECTS)
     if until == "registration":
         return outputs
@@ -118,7 +122,7 @@ def get_final_output():
     outputs += ["results/tables/table3_regions.md"]
     if config["occlusion"]["reference_model"] in MODELS:
         outputs += ["results/tables/model_comparison.md"]
-    if SYNTHETIC:
+    if PLANTED:
         outputs += ["results/tables/truth_check.md"]
     if until == "occlusion":
         return outputs

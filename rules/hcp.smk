@@ -1,25 +1,8 @@
-# The real-data path: HCP Young Adult diffusion data from S3, demographics from the HCP CSV, FSL template and atlas.
+# The real-data path: HCP Young Adult diffusion data from S3, demographics from the HCP CSV (template: template.smk).
 # Downloads share one local limit: `--resources s3_connections=4` (undeclared means unlimited; the SLURM executor
 # plugin ignores this non-standard resource, so on a cluster it limits only jobs run locally).
 from dmriscope.cohort.demographics import hcp_source_files
 from dmriscope.cohort.hcp import s3_settings
-
-
-rule prepare_template:
-    output:
-        fa="results/template/template_FA.nii.gz",
-        atlas="results/template/atlas.nii.gz",
-        labels="results/template/atlas_labels.tsv",
-        wm_mask="results/template/wm_mask.nii.gz",
-    log:
-        "logs/prepare_template/prepare_template.log",
-    conda:
-        "../envs/dmriscope.yaml"
-    params:
-        template=config["template"],
-        backend=config["registration"]["backend"],
-    script:
-        "../workflow_scripts/prepare_template_fsl.py"
 
 
 rule build_participants:

@@ -184,7 +184,7 @@ rule check_truth:
             model=MODELS,
         ),
         union=expand("results/occlusion/union/{metric}/regions.tsv", metric=METRICS),
-        planted="results/truth/planted_regions.tsv",
+        planted=PLANTED or [],
     output:
         tsv=report(
             "results/tables/truth_check.tsv",

@@ -74,3 +74,31 @@ rule synthesize_subject:
         dki=config["dki"],
     script:
         "../workflow_scripts/synthesize_subject.py"
+
+
+# Not part of `rule all`: `snakemake --configfile configs/bids-export.yaml export_bids` writes the cohort as a BIDS
+# dataset (and its QSIPrep-layout derivatives) with a patient/control group, for the BIDS path (README).
+rule export_bids:
+    input:
+        participants="results/cohort/participants.tsv",
+        dwi=expand("results/raw/sub-{subject}/dwi.nii.gz", subject=SUBJECTS),
+        bval=expand("results/raw/sub-{subject}/dwi.bval", subject=SUBJECTS),
+        bvec=expand("results/raw/sub-{subject}/dwi.bvec", subject=SUBJECTS),
+        masks=expand("results/raw/sub-{subject}/brain_mask.nii.gz", subject=SUBJECTS),
+        planted="results/truth/planted_regions.tsv",
+        fa="results/template/template_FA.nii.gz",
+        atlas="results/template/atlas.nii.gz",
+        labels="results/template/atlas_labels.tsv",
+    output:
+        dataset=directory("results/bids/rawdata"),
+        planted="results/bids/planted_regions.tsv",
+        template=directory("results/bids/template"),
+    log:
+        "logs/export_bids/export_bids.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        subjects=SUBJECTS,
+        seed=config["cohort"]["seed"],
+    script:
+        "../workflow_scripts/export_bids.py"

@@ -25,6 +25,8 @@ OVERLAYS = [
     ("hcp.yaml",),
     ("ci.yaml",),
     ("paper-scale.yaml",),
+    ("bids-export.yaml",),
+    ("bids-example.yaml",),
     ("cohort-b.yaml", "kfold.yaml"),
     ("cohort-c.yaml", "kfold.yaml"),
     ("null.yaml", "kfold.yaml"),
@@ -55,11 +57,25 @@ def hcp_inputs(folder):
     (folder / "hcp" / "subjects.txt").write_text("\n".join(ids) + "\n")
 
 
+def bids_inputs(folder):
+    """configs/bids-example.yaml's dataset where its relative paths point (../export from the run directory): 240
+    participants with a patient/control group, as export_bids writes them."""
+    root = folder / "export" / "results" / "bids" / "rawdata"
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    rows = [f"sub-syn{i:04d}\t{('patient', 'control')[i % 2]}\t{22 + i % 15}" for i in range(240)]
+    (root / "participants.tsv").write_text("participant_id\tgroup\tage\n" + "\n".join(rows) + "\n")
+    (folder / "bids").mkdir()
+
+
 @pytest.mark.parametrize("names", OVERLAYS, ids=["+".join(n) for n in OVERLAYS])
 def test_shipped_config_validates(project_root, names, tmp_path, monkeypatch):
     if "hcp.yaml" in names:  # its demographics and subject list are the user's files, read at validation
         hcp_inputs(tmp_path)
         monkeypatch.chdir(tmp_path)
+    if "bids-example.yaml" in names:
+        bids_inputs(tmp_path)
+        monkeypatch.chdir(tmp_path / "bids")
     load_cohort(merged(project_root, names))  # the schema, and the split against the cohort's subjects
 
 

@@ -26,7 +26,10 @@ class Label:
     def from_config(cls, section: Mapping | None) -> Label:
         """The label of config section ``label`` (None or {} = sex, M vs F)."""
         section = dict(section or {})
-        names = section.pop("names", None) or {}
+        names = {k: v for k, v in (section.pop("names", None) or {}).items() if v}
+        label = cls(**section)
+        if label.column != "sex" or label.values != ("M", "F"):  # not the default: the values name the groups
+            names = {"positive": label.positive, "negative": label.negative, **names}
         return cls(**section, **{f"{k}_name": v for k, v in names.items()})
 
     @property

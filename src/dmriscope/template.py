@@ -68,12 +68,27 @@ def resolve_sources(template: Mapping[str, Any], backend: str, fsldir: str | Non
     return TemplateSources(fa=paths["fa"], atlas=paths["atlas"], labels=paths["atlas_labels"])
 
 
-def read_atlas_labels(path: str | Path) -> pd.DataFrame:
-    """Region value and name of every label in an FSL atlas XML, background excluded; columns index, name.
+def read_labels_table(path: Path) -> pd.DataFrame:
+    """Region value and name from a TSV (or CSV) with columns index and name; background (0) rows dropped."""
+    frame = pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t", dtype={"name": str})
+    if not {"index", "name"} <= set(frame.columns):
+        raise InputError(f"{path}: atlas labels table needs columns index and name, has {list(frame.columns)}")
+    try:
+        frame["index"] = frame["index"].astype(int)
+    except ValueError:
+        raise InputError(f"{path}: atlas label indices are not integers") from None
+    return frame.loc[frame["index"] != 0, ["index", "name"]]
 
-    Handles the current convention (index = voxel value, label 0 'Unclassified') and the old 0-based one.
+
+def read_atlas_labels(path: str | Path) -> pd.DataFrame:
+    """Region value and name of every label in an FSL atlas XML (or a TSV with columns index, name), background
+    excluded; columns index, name.
+
+    Handles the current XML convention (index = voxel value, label 0 'Unclassified') and the old 0-based one.
     """
     path = Path(path)
+    if path.suffix in (".tsv", ".csv"):
+        return _checked(read_labels_table(path), path)
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
@@ -94,7 +109,14 @@ def read_atlas_labels(path: str | Path) -> pd.DataFrame:
     if not has_background and min(i for i, _ in entries) == 0:
         log.info("%s: 0-based indices without a background entry; region value = index + 1", path)
         entries = [(i + 1, name) for i, name in entries]
-    frame = pd.DataFrame([e for e in entries if e[0] != 0], columns=["index", "name"])
+    return _checked(pd.DataFrame([e for e in entries if e[0] != 0], columns=["index", "name"]), path)
+
+
+def _checked(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if frame.empty:
+        raise InputError(f"{path}: no region labels")
+    if (frame["index"] < 0).any():
+        raise InputError(f"{path}: negative region index {int(frame['index'].min())}")
     if frame["index"].duplicated().any():
         raise InputError(f"{path}: region {frame['index'][frame['index'].duplicated()].iloc[0]} is listed twice")
     return frame.sort_values("index", ignore_index=True)
@@ -115,13 +137,14 @@ def fa_to_unit(fa: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_atlas(atlas: np.ndarray, labels: pd.DataFrame, atlas_path: Path, labels_path: Path) -> np.ndarray:
-    """Integer labels, exactly the regions 1..48 named in the XML; returns the atlas as int16 (D, H, W)."""
+    """Integer labels, exactly the regions named in the labels file (JHU-ICBM: 1..48), each with voxels; returns
+    the atlas as int16 (D, H, W)."""
     if not np.allclose(atlas, np.round(atlas)):
         raise InputError(f"{atlas_path}: atlas values are not integers")
     atlas = np.round(atlas).astype(np.int16)
-    expected = list(range(1, N_REGIONS + 1))
-    if labels["index"].tolist() != expected:
-        raise InputError(f"{labels_path}: expected regions 1..{N_REGIONS}, got {len(labels)} labels")
+    expected = labels["index"].tolist()
+    if len(expected) != N_REGIONS:
+        log.info("%s: %d regions (JHU-ICBM has %d)", labels_path, len(expected), N_REGIONS)
     present = set(np.unique(atlas).tolist()) - {0}
     unknown = sorted(present - set(expected))
     if unknown:

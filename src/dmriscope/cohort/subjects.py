@@ -23,11 +23,15 @@ def load_cohort(config: dict) -> list[str]:
 def subject_ids(config: dict) -> list[str]:
     """The cohort's subject IDs, known when the DAG is built.
 
-    HCP (cohort.source hcp): `dmriscope.cohort.demographics.hcp_subject_ids` (the CSV's subjects with diffusion
-    data, filtered by hcp.subjects). Otherwise from `cohort.participants` when given (its `subject` column), else
+    BIDS (cohort.source bids): the participants of the dataset whose label value is one of the two, less
+    ``bids.exclude`` (`dmriscope.cohort.bids.bids_cohort`). HCP (cohort.source hcp):
+    `dmriscope.cohort.demographics.hcp_subject_ids` (the CSV's subjects with diffusion data, filtered by
+    hcp.subjects). Otherwise from `cohort.participants` when given (its `subject` column), else
     `syn0001`.. for the synthetic cohort.
     """
     table = config["cohort"]["participants"]
+    if config["cohort"]["source"] == "bids":
+        return bids_subject_ids(config)
     if config["cohort"]["source"] == "hcp":
         from dmriscope.cohort.demographics import hcp_subject_ids
         from dmriscope.io import InputError
@@ -54,3 +58,18 @@ def subject_ids(config: dict) -> list[str]:
             raise ConfigError(f"config key 'cohort.participants': duplicate subject IDs in {path}")
         return ids
     return [f"syn{i:04d}" for i in range(1, config["cohort"]["n_subjects"] + 1)]
+
+
+def bids_subject_ids(config: dict) -> list[str]:
+    """The BIDS dataset's participants to process; ConfigError naming the key or file otherwise."""
+    from dmriscope.cohort.bids import bids_cohort
+    from dmriscope.io import InputError
+    from dmriscope.label import Label
+
+    try:
+        kept, _ = bids_cohort(config["bids"], Label.from_config(config["label"]))
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    if kept.empty:
+        raise ConfigError(f"config key 'bids.root': no participant of {config['bids']['root']} is left to process")
+    return kept["subject"].tolist()
