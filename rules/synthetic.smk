@@ -76,7 +76,7 @@ rule synthesize_subject:
         "../workflow_scripts/synthesize_subject.py"
 
 
-# Not part of `rule all`: `snakemake --configfile configs/bids-export.yaml export_bids` writes the cohort as a BIDS
+# Not part of `rule all`: `snakemake export_bids --configfile configs/bids-export.yaml` writes the cohort as a BIDS
 # dataset (and its QSIPrep-layout derivatives) with a patient/control group, for the BIDS path (README).
 rule export_bids:
     input:

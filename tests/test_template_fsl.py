@@ -206,3 +206,26 @@ def test_any_atlas_with_a_labels_tsv_without_fsl(tmp_path):
     labels.write_text("index\tname\n5\ta\n7\tb\n")  # region 9 has voxels but no name
     with pytest.raises(InputError, match=r"label value\(s\) \[9\] not in labels.tsv"):
         prepare_template_from_config(given, "ants", fsldir="", **outputs(tmp_path / "again"))
+
+
+def test_tractseg_template_lands_on_the_fsl_1mm_grid(tmp_path):
+    """template.fa: tractseg - TractSeg's MNI FA template (installed with the test extras), resampled to the 1 mm
+    MNI152 grid of the JHU atlas; the atlas here is a one-region stand-in on that grid."""
+    from dmriscope.template import MNI_1MM_AFFINE, MNI_1MM_SHAPE, tractseg_template
+
+    source = nib.load(tractseg_template())
+    atlas = np.zeros(MNI_1MM_SHAPE, np.int16)
+    atlas[80:100, 100:120, 80:100] = 1
+    nib.save(nib.Nifti1Image(atlas, MNI_1MM_AFFINE), tmp_path / "atlas.nii.gz")
+    (tmp_path / "labels.tsv").write_text("index\tname\n1\tcentre\n")
+    given = {"fa": "tractseg", "atlas": str(tmp_path / "atlas.nii.gz"), "atlas_labels": str(tmp_path / "labels.tsv")}
+    paths = outputs(tmp_path)
+    prepare_template_from_config(given, "ants", fsldir="", **paths)
+    out = nib.load(paths["fa_out"])
+    assert out.shape == MNI_1MM_SHAPE and np.allclose(out.affine, MNI_1MM_AFFINE)
+    # the same world point has the same FA in the 1.25 mm source and the 1 mm result (trilinear, a smooth region)
+    world = np.array([0.0, -18.0, 8.0, 1.0])
+    i_src = np.round(np.linalg.solve(source.affine, world)[:3]).astype(int)
+    i_out = np.round(np.linalg.solve(out.affine, world)[:3]).astype(int)
+    assert abs(out.get_fdata()[tuple(i_out)] - source.get_fdata()[tuple(i_src)]) < 0.1
+    assert 0.2 < out.get_fdata()[out.get_fdata() > 0.05].mean() < 0.5  # a real FA map, in 0..1

@@ -33,6 +33,11 @@ FSL_LABELS = Path("data/atlases/JHU-labels.xml")
 N_REGIONS = 48
 FA_SCALE = 10000.0  # FMRIB58_FA is stored as integer FA x 10000
 BACKGROUND_NAMES = frozenset({"unclassified", "background", "unknown"})
+TRACTSEG = "tractseg"  # template.fa keyword: TractSeg's MNI FA template (Apache-2.0), for users without FSL
+TRACTSEG_FILE = "resources/MNI_FA_template.nii.gz"
+# FSL's MNI152 1 mm grid (FMRIB58_FA_1mm, JHU-ICBM-labels-1mm): 182 x 218 x 182, radiological
+MNI_1MM_SHAPE = (182, 218, 182)
+MNI_1MM_AFFINE = np.array([[-1.0, 0, 0, 90], [0, 1, 0, -126], [0, 0, 1, -72], [0, 0, 0, 1]])
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,9 @@ def resolve_sources(template: Mapping[str, Any], backend: str, fsldir: str | Non
         )
     paths = {}
     for key, default in (("fa", FSL_TEMPLATE), ("atlas", FSL_ATLAS), ("atlas_labels", FSL_LABELS)):
-        if template.get(key):
+        if key == "fa" and template.get(key) == TRACTSEG:
+            paths[key] = tractseg_template()
+        elif template.get(key):
             paths[key] = Path(template[key])
         elif fsldir:
             paths[key] = Path(fsldir) / default
@@ -66,6 +73,25 @@ def resolve_sources(template: Mapping[str, Any], backend: str, fsldir: str | Non
         if not path.is_file():
             raise InputError(f"{path}: not found (config key 'template.{key}' or $FSLDIR)")
     return TemplateSources(fa=paths["fa"], atlas=paths["atlas"], labels=paths["atlas_labels"])
+
+
+def tractseg_template() -> Path:
+    """TractSeg's MNI FA template (1.25 mm, 145 x 174 x 145) from the installed TractSeg package (not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tractseg")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("config key 'template.fa': 'tractseg' needs the TractSeg package (pip install TractSeg==2.10)")
+    return Path(list(spec.submodule_search_locations)[0]) / TRACTSEG_FILE
+
+
+def on_mni_1mm(fa: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """An MNI-space FA image resampled (trilinear, nibabel) onto FSL's 1 mm MNI152 grid."""
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    image = resample_from_to(nib.Nifti1Image(fa, affine), (MNI_1MM_SHAPE, MNI_1MM_AFFINE), order=1)
+    return np.asarray(image.dataobj, dtype=np.float32)
 
 
 def read_labels_table(path: Path) -> pd.DataFrame:
@@ -161,6 +187,9 @@ def prepare_template(
     """Check the FA template, atlas and labels against each other and write the four template outputs."""
     fa, fa_affine = load_nifti(sources.fa, ndim=3)
     atlas, atlas_affine = load_nifti(sources.atlas, ndim=3)
+    if sources.fa.name == Path(TRACTSEG_FILE).name and fa.shape != MNI_1MM_SHAPE:
+        log.info("%s: TractSeg's 1.25 mm MNI FA template, resampled to the 1 mm MNI152 grid", sources.fa)
+        fa, fa_affine = on_mni_1mm(fa, fa_affine), MNI_1MM_AFFINE
     if fa.shape != atlas.shape or not np.allclose(fa_affine, atlas_affine, atol=1e-3):
         raise InputError(
             f"{sources.atlas}: grid {atlas.shape} does not match the FA template {sources.fa} {fa.shape} "

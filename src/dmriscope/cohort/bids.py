@@ -1,7 +1,7 @@
 """cohort.source bids: a BIDS dataset of raw DWI, or a BIDS derivatives dataset of preprocessed DWI (QSIPrep).
 
-The dataset is indexed with bids2table (README, "Run it on your own data", says why not pybids: 1.2 s against 5.7 s
-for a 1,000-subject layout here). When the DAG is built, `bids_cohort` reads the participants table and lists the
+The dataset is indexed with bids2table (benchmarks/bids_index.py times it against pybids at DAG build; README,
+"Run it on your own data"). When the DAG is built, `bids_cohort` reads the participants table and lists the
 subjects to process (label value one of the two, not in ``bids.exclude``), and `dwi_candidates` lists each
 subject's DWI files matching the config's entities. Each subject's own job (`import_subject`) then picks its one
 DWI series and its gradient files, or stops with one line naming the subject and the files it found, so that with
@@ -126,18 +126,15 @@ def dwi_candidates(bids: Mapping[str, Any], subjects: Sequence[str]) -> dict[str
     table = table[_matches(table, bids)]
     desc = bids.get("desc")
     is_desc = table["desc"].isna() if desc is None else table["desc"].astype(str) == desc
-    dwi = table[(table["suffix"] == "dwi") & is_desc]
-    masks = table[(table["suffix"] == "mask") & (table["desc"].astype(str) == "brain")]
-    out = {}
-    for subject in subjects:
-        series = sorted(dwi.loc[(dwi["sub"] == subject) & dwi["ext"].isin([".nii.gz", ".nii"]), "file"])
-        out[subject] = {
-            "dwi": series,
-            "bval": sorted(dwi.loc[(dwi["sub"] == subject) & (dwi["ext"] == ".bval"), "file"]),
-            "bvec": sorted(dwi.loc[(dwi["sub"] == subject) & (dwi["ext"] == ".bvec"), "file"]),
-            "mask": sorted(masks.loc[(masks["sub"] == subject) & masks["ext"].isin([".nii.gz", ".nii"]), "file"]),
-        }
-    return out
+    table = table.assign(kind=None)
+    image = table["ext"].isin([".nii.gz", ".nii"])
+    series = (table["suffix"] == "dwi") & is_desc
+    table.loc[series & image, "kind"] = "dwi"
+    table.loc[series & (table["ext"] == ".bval"), "kind"] = "bval"
+    table.loc[series & (table["ext"] == ".bvec"), "kind"] = "bvec"
+    table.loc[(table["suffix"] == "mask") & (table["desc"].astype(str) == "brain") & image, "kind"] = "mask"
+    found = {key: sorted(rows["file"]) for key, rows in table.dropna(subset=["kind"]).groupby(["sub", "kind"])}
+    return {subject: {k: found.get((subject, k), []) for k in ("dwi", "bval", "bvec", "mask")} for subject in subjects}
 
 
 def _stem(path: str) -> str:
