@@ -127,6 +127,7 @@ rule fit_region_baseline:
     conda:
         "../envs/dmriscope.yaml"
     params:
+        label=config["label"],
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],

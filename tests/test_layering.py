@@ -17,6 +17,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cohort.participants",
         "cohort.demographics",
         "cohort.hcp",
+        "cohort.bids",
+        "cohort.bids_export",
         "cohort.microstructure",
         "cohort.phantom",
         "cohort.synthetic",

@@ -10,6 +10,7 @@ import pytest
 
 from dmriscope.cohort.participants import AGE_BINS, draw_demographics, write_participants
 from dmriscope.io import InputError
+from dmriscope.label import Label
 from dmriscope.split import check_split, kfold_split, split_cohort_files, stratified_split, table1
 
 FRACTIONS = {"M": [0.32, 0.46, 0.22], "F": [0.19, 0.37, 0.44]}
@@ -183,3 +184,45 @@ def test_volume_table_by_sex_and_set():
     females = volumes[split.loc[(split["sex"] == "F") & (split["set"] == "test"), "subject"]] / 1000
     assert table.loc["test", "female cm³"] == f"{females.mean():.0f} ± {females.std():.0f}"
     assert 1.1 < table.loc["all", "male / female"] < 1.2
+
+
+def test_any_label_and_extra_strata(tmp_path):
+    """label.column group (patient/control), strata label x age bin x site, bins from cohort.age_bins."""
+    rng = np.random.default_rng(4)
+    n = 120
+    people = pd.DataFrame({
+        "subject": [f"p{i:03d}" for i in range(n)],
+        "group": rng.choice(["patient", "control", "Patient"], n, p=[0.3, 0.5, 0.2]),
+        "site": rng.choice(["A", "B"], n),
+        "age": rng.integers(60, 80, n),
+        "age_bin": "",
+    })  # fmt: skip
+    path = tmp_path / "participants.tsv"
+    people.to_csv(path, sep="\t", index=False)
+    label = {"column": "group", "positive": "patient", "negative": "control"}
+    split_cohort_files(
+        participants=str(path), split_path=str(tmp_path / "s.tsv"), digest_path=str(tmp_path / "s.sha256"),
+        fold_paths=[str(tmp_path / "fold0.tsv")], counts=(60, 20, 40), seed=0, label=label,
+        age_bins=[[60, 69], [70, 79]], stratify=["age_bin", "site"],
+    )  # fmt: skip
+    split = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype=str)
+    assert split.columns.tolist() == ["subject", "group", "site", "age", "age_bin", "set"]
+    assert set(split["group"]) == {"patient", "control"} and set(split["age_bin"]) == {"60-69", "70-79"}
+    share = split.groupby(["group", "age_bin", "site"]).size() / n
+    test = split[split["set"] == "test"].groupby(["group", "age_bin", "site"]).size().reindex(share.index, fill_value=0)
+    assert (np.abs(test - share * 40) <= 1).all()  # every stratum of label x age bin x site carried into test
+    frame = table1(split.assign(set=split["set"]), Label.from_config(label))
+    assert list(frame.columns[:2]) == ["train patient", "train control"] and list(frame.index) == [
+        "60–69",
+        "70–79",
+        "Total",
+    ]
+
+
+def test_a_stratify_column_missing_names_subject_and_key(tmp_path):
+    path = tmp_path / "participants.tsv"
+    write_participants(cohort(30), path)
+    with pytest.raises(InputError, match=r"subject s0000 has no 'site' \(config key 'split.stratify'\)"):
+        split_cohort_files(participants=str(path), split_path=str(tmp_path / "s.tsv"),
+                           digest_path=str(tmp_path / "d"), fold_paths=[str(tmp_path / "f0.tsv")],
+                           counts=(20, 5, 5), stratify=["age_bin", "site"])  # fmt: skip

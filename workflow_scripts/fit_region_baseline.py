@@ -7,6 +7,7 @@ if __name__ == "__main__":
     run_script(
         fit_region_baseline,
         snakemake.log[0],
+        label=dict(snakemake.params.label),
         metric=snakemake.wildcards.metric,
         tensor=snakemake.input.tensor,
         atlas=snakemake.input.atlas,

@@ -139,14 +139,15 @@ def summarise_runs(
 ) -> dict:
     """Rule summarise_model: pool the runs' test predictions; write predictions.tsv, metrics.json (with the AUC among
     volume-matched pairs when ``volumes`` is given), the ROC and the training curves of every run."""
+    group = Label.from_config(label)
     tables = read_runs(predictions, runs, f"{model} {metric} predictions")
     pooled = pool_predictions(tables)
     summary = scored(
-        pooled, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model=model,
+        pooled, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, label=group, model=model,
         **spread(tables, pooled), runs=run_records(runs, hparams),
     )  # fmt: skip
     write_results(pooled, summary, out_predictions, out_metrics)
-    plot_roc(pooled, summary, f"{model} ({metric}): test ROC", out_roc, Label.from_config(label).names)
+    plot_roc(pooled, summary, f"{model} ({metric}): test ROC", out_roc, group.names)
     curves = [
         (f"fold {r['fold']} seed {r['seed']}", read_history(h), r["best_epoch"])
         for r, h in zip(summary["runs"], histories, strict=True)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dmriscope.io import InputError
+from dmriscope.label import Label
 from dmriscope.tensors import read_index
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def fit_region_baseline(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    label: dict | None = None,
 ) -> dict:
     """Rule fit_region_baseline for one metric: out-of-sample predictions of every fold's test subjects and their
     metrics.json (with the volume-matched AUC when ``volumes`` is given)."""
@@ -91,7 +93,10 @@ def fit_region_baseline(
         index = read_index(path).sort_values("row").reset_index(drop=True)
         parts.append(fold_predictions(region_means(store, grid_atlas, index["row"].tolist()), index, fold))
     predictions = pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
-    summary = scored(predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model=NAME)
+    group = Label.from_config(label)
+    summary = scored(
+        predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, label=group, model=NAME
+    )
     write_results(predictions, summary, out_predictions, out_metrics)
     log.info("%s region-mean baseline: AUC %.3f %s", metric, summary["auc"], summary["auc_ci"])
     return summary

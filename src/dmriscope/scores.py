@@ -16,7 +16,14 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 
 from dmriscope.io import atomic_path
 
-POSITIVE_CLASS = "male (label 1); P(male) >= threshold predicts male"
+POSITIVE_CLASS = "male (label 1); P(male) >= threshold predicts male"  # the default (sex) label's: `positive_class`
+
+
+def positive_class(name: str = "male") -> str:
+    """metrics.json's statement of the positive class, by the label's positive name."""
+    return f"{name} (label 1); P({name}) >= threshold predicts {name}"
+
+
 PREDICTION_COLUMNS = ["subject", "group", "age_bin", "label", "p_negative", "p_positive"]
 
 

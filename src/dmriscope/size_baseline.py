@@ -12,7 +12,7 @@ import pandas as pd
 from dmriscope.brain_size import CALIPER_SD, matched_pairs, read_volumes
 from dmriscope.io import InputError
 from dmriscope.label import SEX, Label
-from dmriscope.scores import summarise, write_results
+from dmriscope.scores import positive_class, summarise, write_results
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,14 @@ def scored(
     n_resamples: int,
     seed: int,
     level: float,
+    label: Label = SEX,
     **fields: object,
 ) -> dict:
-    """metrics.json of a model or yardstick: `scores.summarise` of its predictions, then ``fields`` (its name and
-    what else it records), then, with ``volumes`` (brain_volumes.tsv), the AUC among volume-matched pairs."""
+    """metrics.json of a model or yardstick: `scores.summarise` of its predictions (positive class: ``label``'s),
+    then ``fields`` (its name and what else it records), then, with ``volumes`` (brain_volumes.tsv), the AUC among
+    volume-matched pairs."""
     summary = {**summarise(predictions, n_resamples, seed, level), **fields}
+    summary["positive_class"] = positive_class(label.positive_name)
     if volumes is not None:
         summary["volume_matched"] = volume_matched_block(predictions, volumes, seed, level)
     return summary
@@ -115,8 +118,11 @@ def fit_size_baseline(
     """Rule fit_size_baseline: the size-only classifier's out-of-sample predictions and metrics.json."""
     table = read_volumes(volumes)
     frames = [pd.read_csv(f, sep="\t", dtype={"subject": str, "age_bin": str}) for f in folds]
-    predictions = size_only_predictions(table, frames, Label.from_config(label))
-    summary = scored(predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, model="size_only")
+    group = Label.from_config(label)
+    predictions = size_only_predictions(table, frames, group)
+    summary = scored(
+        predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, label=group, model="size_only"
+    )
     write_results(predictions, summary, out_predictions, out_metrics)
     log.info("size-only baseline: test AUC %.3f %s", summary["auc"], summary["auc_ci"])
     return summary
