@@ -10,11 +10,6 @@ except InputError as exc:
     sys.exit(f"dmriscope: {exc}")
 
 
-def bids_files(wildcards):
-    """The subject's candidate BIDS files (its job picks one series or names what it found)."""
-    return [f for files in BIDS_FILES[wildcards.subject].values() for f in files]
-
-
 rule build_participants:
     input:
         table=BIDS_PARTICIPANTS,
@@ -36,7 +31,10 @@ rule build_participants:
 
 rule import_bids_subject:
     input:
-        bids_files,
+        # the subject's candidate files: its job picks one series or names what it found
+        lambda wildcards: [
+            f for kind in BIDS_FILES[wildcards.subject].values() for f in kind
+        ],
     output:
         dwi=temp("results/raw/sub-{subject}/dwi.nii.gz"),
         bval="results/raw/sub-{subject}/dwi.bval",

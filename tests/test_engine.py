@@ -307,7 +307,7 @@ def test_train_model_files_writes_outputs_and_load_model_restores(signal, tmp_pa
     )
     hparams = json.loads((out / "hparams.json").read_text())
     assert hparams["split_sha256"] == "abc123" and hparams["arch"] == {"width": 4} and hparams["seed"] == 1
-    assert hparams["n_train_male"] == 16 and hparams["n_train_female"] == 24
+    assert hparams["n_train_positive"] == 16 and hparams["n_train_negative"] == 24
     assert strip(read_history(out / "history.jsonl")) == strip(result.history)
     assert not (tmp_path / "ck" / "last.pt").exists()
     model, info = load_model(out / "best.pt", "cpu")

@@ -95,7 +95,7 @@ def train_one_epoch(
 def predict(
     model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 8, criterion: nn.Module | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """P(male) (N,), labels (N,) in dataset order, and the mean loss under ``criterion`` (nan without one)."""
+    """P(positive) (N,), labels (N,) in dataset order, and the mean loss under ``criterion`` (nan without one)."""
     from dmriscope.models.registry import positive_probability
 
     model.eval()
@@ -252,8 +252,9 @@ def fit(
     """Train ``model`` (already built and seeded) and return the best-on-validation weights and the history.
 
     Resumes from ``checkpoint_dir/last.pt`` when it carries the same ``run_id``. ``train_set`` items are
-    (x (1, S, H, W), y) with y = 1 for male and must expose ``labels`` (N,). ``on_epoch_end(record)`` runs after each
-    epoch's checkpoint is written. ``occluder``: the region-occlusion augmentation (``settings.augment_occlude``).
+    (x (1, S, H, W), y) with y = 1 for the positive class and must expose ``labels`` (N,). ``on_epoch_end(record)``
+    runs after each epoch's checkpoint is written. ``occluder``: the region-occlusion augmentation
+    (``settings.augment_occlude``).
     """
     device = device or pick_device()
     checkpoint_dir = Path(checkpoint_dir)

@@ -1,7 +1,7 @@
 """The runs of one model x metric pooled into what is reported: folds concatenated, seeds averaged.
 
 A run is one training of a model on a metric in one fold (the holdout split is fold 0) with one seed. The reported
-prediction of a subject is the mean P(male) over the seeds of the fold that tested it (a seed ensemble); each
+prediction of a subject is the mean P(positive) over the seeds of the fold that tested it (a seed ensemble); each
 subject is tested by exactly one fold. The ensemble's occlusion delta p is the mean of the seeds' delta p, exactly,
 since P_ensemble(occluded) - P_ensemble(intact) = mean over seeds of (P_s(occluded) - P_s(intact)).
 
@@ -69,7 +69,7 @@ def pool(tables: dict[Run, pd.DataFrame], keys: Sequence[str], columns: Sequence
 
 
 def pool_predictions(tables: dict[Run, pd.DataFrame]) -> pd.DataFrame:
-    """The reported predictions: one row per subject, P(male) averaged over its fold's seeds."""
+    """The reported predictions: one row per subject, P(positive) averaged over its fold's seeds."""
     pooled = pool(tables, ["subject", "label"], ["p_positive"])
     twice = pooled.loc[pooled["subject"].duplicated(), "subject"]
     if len(twice):

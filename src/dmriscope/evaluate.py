@@ -1,4 +1,4 @@
-"""Test-set predictions of a trained model (one run of a model x metric x fold x seed): P(male) of every test
+"""Test-set predictions of a trained model (one run of a model x metric x fold x seed): P(positive) of every test
 subject. `dmriscope.scores` scores them; `dmriscope.ensemble` pools the runs first.
 """
 
@@ -46,7 +46,7 @@ def open_test_set(
 def predict_test_files(
     *, checkpoint: str, tensor: str, index: str, brain_mask: str, out_predictions: str, threads: int | None = None
 ) -> pd.DataFrame:
-    """Rule predict_test: P(male) of every test subject of the fold's ``index`` with ``best.pt`` (one run of a
+    """Rule predict_test: P(positive) of every test subject of the fold's ``index`` with ``best.pt`` (one run of a
     model x metric x fold x seed; `dmriscope.ensemble` pools the runs into the reported predictions)."""
     with torch_threads(threads):
         model, info, dataset = open_test_set(checkpoint, tensor, index, brain_mask)

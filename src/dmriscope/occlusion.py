@@ -5,8 +5,8 @@ are replaced by the subject's *mean white-matter value* m and the model is run a
 
     delta_p(subject, r) = p_correct(x) - p_correct(x with the voxels of region r set to m)
 
-where p_correct is P(male) for a male subject (label 1) and 1 - P(male) for a female one. A positive delta_p means
-the region carried evidence for the correct sex.
+where p_correct is P(positive) for a subject of the positive class (label 1; male by default) and 1 - P(positive)
+for one of the negative class. A positive delta_p means the region carried evidence for the correct class.
 
 Mean white-matter value (precise definition): m is one scalar per subject and metric, the mean of that subject's
 model input - the normalised map (training-set statistics, `dmriscope.normalise`; 0 outside the template brain) -
@@ -63,7 +63,7 @@ class OcclusionResult:
 
 
 def correct_class_probability(p_positive: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """P(correct class): p_positive where label == 1 (male), 1 - p_positive where label == 0. Shapes (B,) -> (B,)."""
+    """P(correct class): p_positive where label == 1, 1 - p_positive where label == 0. Shapes (B,) -> (B,)."""
     p_positive = p_positive.float().reshape(-1)
     return torch.where(labels.reshape(-1).to(p_positive.device) == 1, p_positive, 1.0 - p_positive)
 
@@ -71,7 +71,7 @@ def correct_class_probability(p_positive: torch.Tensor, labels: torch.Tensor) ->
 def _forward_probability(
     model: torch.nn.Module, x: torch.Tensor, prob_fn: ProbabilityFn, device: torch.device
 ) -> torch.Tensor:
-    """P(male) for a batch (B, 1, S, H, W) -> (B,) float32 on `device`; bf16 autocast on CUDA."""
+    """P(positive) for a batch (B, 1, S, H, W) -> (B,) float32 on `device`; bf16 autocast on CUDA."""
     with autocast(device):
         return prob_fn(model(x)).float().reshape(-1)
 
@@ -86,7 +86,7 @@ def _occluded_volumes_probabilities(
     batch_size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """P(male) of every (subject, region) occluded volume, (B * R,) subject-major, ``batch_size`` volumes a pass."""
+    """P(positive) of every (subject, region) occluded volume, (B * R,) subject-major, ``batch_size`` volumes a pass."""
     n_sub, n_reg = x.shape[0], len(regions)
     region_ids = torch.as_tensor(regions, device=device, dtype=atlas.dtype)
     pairs_subject = torch.arange(n_sub, device=device).repeat_interleave(n_reg)
@@ -115,8 +115,8 @@ def occlude_batch(
 ) -> OcclusionResult:
     """Occlude every region of every subject in `x`, `batch_size` occluded copies per forward pass.
 
-    model: maps (N, 1, S, H, W) to logits; prob_fn: logits -> P(male) (N,). x: (B, 1, S, H, W) normalised input;
-    labels: (B,) 1 = male, 0 = female; atlas: (S, H, W) integer labels (0 = background); wm_mask: (S, H, W) bool.
+    model: maps (N, 1, S, H, W) to logits; prob_fn: logits -> P(positive) (N,). x: (B, 1, S, H, W) normalised input;
+    labels: (B,) 1 = positive, 0 = negative; atlas: (S, H, W) integer labels (0 = background); wm_mask: (S, H, W) bool.
     regions: atlas indices to occlude (default: all present). The model is put in eval mode.
     """
     if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != tuple(atlas.shape):
@@ -132,11 +132,13 @@ def occlude_batch(
     n_sub, n_reg = x.shape[0], len(regions)
     if is_slab_model(model):  # cnn2d: recompute only the slabs a region touches (dmriscope.occlusion_slabs)
         slab_batch = batch_size * model.n_slabs
-        p_male_before, p_positive = occluded_probabilities(model, x, atlas, fill, prob_fn, regions, slab_batch, device)
+        p_positive_before, p_positive = occluded_probabilities(
+            model, x, atlas, fill, prob_fn, regions, slab_batch, device
+        )
     else:
-        p_male_before = _forward_probability(model, x, prob_fn, device)
+        p_positive_before = _forward_probability(model, x, prob_fn, device)
         p_positive = _occluded_volumes_probabilities(model, x, atlas, fill, prob_fn, regions, batch_size, device)
-    p_before = correct_class_probability(p_male_before, labels)
+    p_before = correct_class_probability(p_positive_before, labels)
     p_after = correct_class_probability(p_positive, labels.repeat_interleave(n_reg))
     return OcclusionResult(
         p_before=p_before.double().cpu().numpy(),
@@ -233,7 +235,7 @@ def occlude_captum(
     """The same occlusion through Captum's FeatureAblation (for tests and benchmarks).
 
     feature_mask = the atlas (background 0 is ablated too and ignored), baselines = the subject's mean WM value,
-    target = the correct class of the probability output [P(female), P(male)]; Captum's attribution of a region's
+    target = the correct class of the probability output [P(negative), P(positive)]; Captum's attribution of a region's
     voxels is then p_before - p_after.
     """
     from captum.attr import FeatureAblation

@@ -20,7 +20,7 @@ import torch
 
 from dmriscope.device import autocast
 
-ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]  # logits -> P(male) (B,); shared with dmriscope.occlusion
+ProbabilityFn = Callable[[torch.Tensor], torch.Tensor]  # logits -> P(positive) (B,); shared with dmriscope.occlusion
 
 
 def is_slab_model(model: torch.nn.Module) -> bool:
@@ -46,7 +46,7 @@ def occluded_probabilities(
     batch_size: int,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """P(male) of the unoccluded inputs (B,) and of every (subject, region) occluded copy (B * R,), subject-major,
+    """P(positive) of the unoccluded inputs (B,) and of every (subject, region) occluded copy (B * R,), subject-major,
     on `device` (the unoccluded slab features are computed once and serve both).
 
     x: (B, 1, S, H, W) float32 on `device`; atlas: (S, H, W) on `device`; fill: (B,) the per-subject fill values.

@@ -53,12 +53,12 @@ def adamw(
 
 class BalancedLoss(nn.Module):
     """Class-weighted loss for logits (B, 1) (BCE with pos_weight = n_negative / n_positive) or (B, 2) (cross-entropy
-    with class weights n / (2 n_c)); labels (B,) with 1 = male. Returns the mean loss (float32)."""
+    with class weights n / (2 n_c)); labels (B,) with 1 = positive. Returns the mean loss (float32)."""
 
     def __init__(self, n_negative: int, n_positive: int) -> None:
         super().__init__()
         if n_negative < 1 or n_positive < 1:
-            raise InputError(f"training set needs both sexes (has {n_negative} female, {n_positive} male)")
+            raise InputError(f"training set needs both classes (has {n_negative} negative, {n_positive} positive)")
         n = n_negative + n_positive
         self.register_buffer("pos_weight", torch.tensor([n_negative / n_positive]))
         self.register_buffer("class_weight", torch.tensor([n / (2 * n_negative), n / (2 * n_positive)]))

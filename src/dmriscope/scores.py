@@ -1,7 +1,7 @@
 """Scores of a classifier's test predictions, torch-free: AUC / accuracy / precision / recall (positive class =
-male), a seeded stratified-bootstrap AUC confidence interval and the AUC's p-value, overall and per age bin, and the
-predictions.tsv + metrics.json every model and yardstick writes. `dmriscope.evaluate` makes the predictions of a
-trained model; `dmriscope.ensemble` pools runs (folds x seeds) before they are scored.
+label 1, male by default), a seeded stratified-bootstrap AUC confidence interval and the AUC's p-value, overall and
+per age bin, and the predictions.tsv + metrics.json every model and yardstick writes. `dmriscope.evaluate` makes
+the predictions of a trained model; `dmriscope.ensemble` pools runs (folds x seeds) before they are scored.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 
 from dmriscope.io import atomic_path
 
-POSITIVE_CLASS = "male (label 1); P(male) >= threshold predicts male"  # the default (sex) label's: `positive_class`
+POSITIVE_CLASS = "male (label 1); P(positive) >= threshold predicts male"  # the default (sex) label's: `positive_class`
 
 
 def positive_class(name: str = "male") -> str:
@@ -28,11 +28,11 @@ PREDICTION_COLUMNS = ["subject", "group", "age_bin", "label", "p_negative", "p_p
 
 
 def classification_metrics(labels: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict:
-    """AUC (None with one class), accuracy, precision, recall of the male class, and n per class.
+    """AUC (None with one class), accuracy, precision, recall of the positive class, and n per class.
 
     Args:
-        labels: (N,) 1 = male, 0 = female.
-        p_positive: (N,) predicted P(male); ``p_positive >= threshold`` predicts male.
+        labels: (N,) 1 = positive, 0 = negative.
+        p_positive: (N,) predicted P(positive); ``p_positive >= threshold`` predicts positive.
     """
     labels = np.asarray(labels).astype(int)
     predicted = (np.asarray(p_positive) >= threshold).astype(int)
@@ -62,7 +62,7 @@ def bootstrap_auc_ci(
 ) -> tuple[float, float] | None:
     """Percentile confidence interval of the ROC AUC from a seeded stratified bootstrap.
 
-    Males and females are resampled separately with replacement (every resample keeps the observed class counts,
+    The two classes are resampled separately with replacement (every resample keeps the observed class counts,
     so its AUC is always defined). Returns None when a class is absent.
     """
     labels = np.asarray(labels).astype(int)
@@ -83,8 +83,8 @@ def bootstrap_auc_ci(
 
 
 def auc_p_value(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """One-sided p of AUC > 0.5: the Mann-Whitney U test of males' P(male) above females' (U = AUC x n_M x n_F,
-    scipy's exact or tie-corrected normal p). None when a class is absent."""
+    """One-sided p of AUC > 0.5: the Mann-Whitney U test of the positive class's P(positive) above the negative's
+    (U = AUC x n_pos x n_neg, scipy's exact or tie-corrected normal p). None when a class is absent."""
     from scipy.stats import mannwhitneyu
 
     labels = np.asarray(labels).astype(bool)

@@ -4,7 +4,7 @@ The volume (B, 1, S, H, W) is cut into S/3 non-overlapping slabs of 3 consecutiv
 slices 3j, 3j+1, 3j+2 as its 3 input channels. Every slab goes through the same ResNet18 (ImageNet topology:
 7x7/2 conv, 3x3/2 max-pool, 2 basic blocks per stage at 64-128-256-512 channels, stride 2 and a 1x1 conv + batch
 norm shortcut at stages 2-4, global average pool) as one batch of B*S/3 images; the S/3 feature vectors are
-concatenated in slab order and a single linear layer gives ONE logit (K = 1, P(male) = sigmoid).
+concatenated in slab order and a single linear layer gives ONE logit (K = 1, P(positive) = sigmoid).
 
 The backbone is MONAI's ``ResNet`` (2D, basic blocks [2, 2, 2, 2], 7x7/2 first conv, shortcut type B without bias,
 no fully connected layer), which is torchvision's resnet18 without its ``fc``.

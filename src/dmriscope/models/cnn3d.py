@@ -4,7 +4,7 @@ Topology (Chen et al. 2019, "Med3D"; github.com/Tencent/MedicalNet ``resnet10``,
 7x7x7 conv stride 2 (64 channels, no bias), norm, ReLU, 3x3x3 max-pool stride 2, then four stages of one basic
 block each - 64 channels; 128 with stride 2; 256 with dilation 2; 512 with dilation 4 (stride 1 in both dilated
 stages, as in MedicalNet, so they keep the 1/8 resolution) - with a 1x1x1 convolution (no bias) + norm shortcut where
-the width changes, global average pool, and a linear layer 512 -> 2 (K = 2, P(male) = softmax column 1).
+the width changes, global average pool, and a linear layer 512 -> 2 (K = 2, P(positive) = softmax column 1).
 
 Written by hand because MONAI 1.6.1's ``ResNet`` has neither dilation nor stride-1 late stages, and passes its
 ``norm`` only to the stem. Its parameter count at width 64 equals MONAI's ``resnet10(shortcut_type="B",

@@ -6,8 +6,8 @@ The contract every registered model follows (the training engine, evaluation and
   ``grid`` is the model input grid (sagittal slices S, then H, W, in voxels) and ``hparams`` are the keys of the
   model's ``models.<name>`` config section (bad values raise ``ValueError``);
 - ``model(x)`` takes ``x`` of shape (B, 1, S, H, W), float, sagittal slices first, and returns logits (B, K) with
-  K = 1 (a single logit for "male") or K = 2 (class 0 = female, class 1 = male);
-  :func:`positive_probability` turns either into P(male), shape (B,);
+  K = 1 (a single logit for the positive class) or K = 2 (class 0 = negative, class 1 = positive);
+  :func:`positive_probability` turns either into P(positive), shape (B,);
 - the model exposes two submodules, ``model.backbone`` (feature extractor) and ``model.head`` (the classifier on
   top of it, dropout included), which :func:`count_parameters` counts separately. Parameters outside both (e.g. a
   pretraining decoder kept on the module) count only in ``total``.
@@ -119,7 +119,7 @@ def table4_rows(grid: tuple[int, int, int] = PAPER_GRID) -> list[dict[str, Any]]
 
 
 def positive_probability(logits: torch.Tensor) -> torch.Tensor:
-    """P(class 1 = male), shape (B,), from logits (B, 1) (sigmoid) or (B, 2) (softmax, column 1)."""
+    """P(class 1 = positive), shape (B,), from logits (B, 1) (sigmoid) or (B, 2) (softmax, column 1)."""
     if logits.ndim != 2 or logits.shape[1] not in (1, 2):
         raise ValueError(f"logits must have shape (B, 1) or (B, 2), got {tuple(logits.shape)}")
     logits = logits.float()  # bf16 logits from autocast: compute the probability in float32
