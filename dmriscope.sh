@@ -26,6 +26,9 @@ setup() {  # $1: pip extras ("" or "[test]")
   "$VENV/bin/python" -m pip install -q -e ".$1"
   if [ "$1" = "[test]" ]; then  # real in-vivo DKI voxels for tests/test_dki_agreement.py: dmipy's data files only
     "$VENV/bin/python" -m pip install -q --no-deps "dmipy==1.0.5"  # (its scipy==1.4.1 pin has no Python 3.11 build)
+    # TractSeg's MNI FA template for tests/test_template_fsl.py (template.fa: tractseg): its data file only; its own
+    # dependencies (fury, pygfx, wgpu, ...) are for its viewer, which dmriscope never imports
+    "$VENV/bin/python" -m pip install -q --no-deps "TractSeg==2.10"
   fi
   touch "$stamp"
 }
