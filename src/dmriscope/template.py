@@ -81,7 +81,9 @@ def tractseg_template() -> Path:
 
     spec = importlib.util.find_spec("tractseg")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("config key 'template.fa': 'tractseg' needs the TractSeg package (pip install --no-deps TractSeg==2.10)")
+        raise InputError(
+            "config key 'template.fa': 'tractseg' needs the TractSeg package (pip install --no-deps TractSeg==2.10)"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / TRACTSEG_FILE
 
 
