@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,13 +81,25 @@ def participants_files(root: Path, table: pd.DataFrame) -> None:
     )
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (the same bytes, no second copy on disk: 12 GB for the default cohort), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def copy_subject(subject: str, files: dict[str, str], raw: Path, derivatives: Path) -> None:
-    """One subject's DWI, gradients and sidecar in the raw layout, and DWI + mask in the QSIPrep layout."""
+    """One subject's DWI, gradients and sidecar in the raw layout, and DWI + mask in the QSIPrep layout (its DWI
+    hard-linked to the raw one)."""
     sidecar = {"PhaseEncodingDirection": "j-", "Description": "synthetic; see dataset README"}
     for root, stem in ((raw, f"sub-{subject}_dwi"), (derivatives, f"sub-{subject}_{QSIPREP_ENTITIES}")):
         folder = root / f"sub-{subject}" / "dwi"
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(files["dwi"], folder / f"{stem}.nii.gz")
+        if root is raw:
+            shutil.copyfile(files["dwi"], folder / f"{stem}.nii.gz")
+        else:
+            _link_or_copy(raw / f"sub-{subject}" / "dwi" / f"sub-{subject}_dwi.nii.gz", folder / f"{stem}.nii.gz")
         shutil.copyfile(files["bval"], folder / f"{stem}.bval")
         shutil.copyfile(files["bvec"], folder / f"{stem}.bvec")
         _write_json(folder / f"{stem}.json", sidecar)
