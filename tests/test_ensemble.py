@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dmriscope.ensemble import pool_delta_p, pool_predictions, spread
+from dmriscope.ensemble import pool_delta_p, pool_predictions, read_runs, spread
 from dmriscope.io import InputError
 
 
@@ -90,3 +90,12 @@ def test_mismatched_or_repeated_subjects_are_refused(two_folds_two_seeds):
     runs["1", "1"] = runs["0", "1"]
     with pytest.raises(InputError, match="tested twice"):
         pool_predictions(runs)
+
+
+def test_predictions_of_an_older_version_are_named(tmp_path):
+    path = tmp_path / "predictions.tsv"
+    pd.DataFrame({"subject": ["s1"], "sex": ["M"], "label": [1], "p_female": [0.2], "p_male": [0.8]}).to_csv(
+        path, sep="\t", index=False
+    )
+    with pytest.raises(InputError, match=r"predictions.tsv: has p_male, not p_positive"):
+        read_runs([str(path)], [("0", "0")], "cnn2d FA predictions")

@@ -40,6 +40,8 @@ def read_runs(paths: Sequence[str | Path], runs: Sequence[Run], what: str) -> di
             out[run] = pd.read_csv(path, sep="\t", dtype={"subject": str, "age_bin": str})
         except (OSError, pd.errors.ParserError) as exc:
             raise InputError(f"{path}: cannot read ({exc})") from None
+        if "p_male" in out[run].columns:  # predictions of a dmriscope before the label was configurable
+            raise InputError(f"{path}: has p_male, not p_positive (an older dmriscope wrote it); rerun its rule")
     return out
 
 
