@@ -3,17 +3,12 @@
 from dmriscope.cohort.demographics import build_hcp_participants
 from dmriscope.io import run_script
 
-
-def main(participants: str, excluded: str, hcp: dict, table: str | None) -> None:
-    build_hcp_participants(hcp, participants, excluded, table)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        build_hcp_participants,
         snakemake.log[0],
-        participants=snakemake.output.participants,
-        excluded=snakemake.output.excluded,
         hcp=dict(snakemake.params.hcp),
+        participants_out=snakemake.output.participants,
+        excluded_out=snakemake.output.excluded,
         table=snakemake.params.table,
     )

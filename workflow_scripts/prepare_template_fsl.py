@@ -3,19 +3,14 @@
 from dmriscope.io import run_script
 from dmriscope.template import prepare_template_from_config
 
-
-def main(fa: str, atlas: str, labels: str, wm_mask: str, template: dict, backend: str) -> None:
-    prepare_template_from_config(template, backend, fa, atlas, labels, wm_mask)
-
-
 if __name__ == "__main__":
     run_script(
-        main,
+        prepare_template_from_config,
         snakemake.log[0],
-        fa=snakemake.output.fa,
-        atlas=snakemake.output.atlas,
-        labels=snakemake.output.labels,
-        wm_mask=snakemake.output.wm_mask,
         template=dict(snakemake.params.template),
         backend=snakemake.params.backend,
+        fa_out=snakemake.output.fa,
+        atlas_out=snakemake.output.atlas,
+        labels_out=snakemake.output.labels,
+        wm_mask_out=snakemake.output.wm_mask,
     )

@@ -1,46 +1,11 @@
 """Rule register_fa: one subject's FA onto the FA template (transforms, QC TSV + PNG), then MD and MK carried along."""
 
-from typing import Any
-
 from dmriscope.io import run_script
-from dmriscope.registration import register_fa, warp_maps
-
-
-def main(
-    fa: str,
-    others: list[str],
-    template: str,
-    out_fa: str,
-    out_others: list[str],
-    out_affine: str,
-    out_warp: str,
-    qc_tsv: str,
-    qc_png: str,
-    registration: dict[str, Any],
-    threads: int,
-    subject: str,
-) -> None:
-    register_fa(
-        fa,
-        template,
-        out_fa,
-        out_affine,
-        out_warp,
-        qc_tsv,
-        qc_png,
-        backend=registration["backend"],
-        seed=registration["seed"],
-        ants_transform=registration["ants_transform"],
-        fnirt_config=registration["fnirt_config"],
-        threads=threads,
-        subject=subject,
-    )
-    warp_maps(others, template, out_affine, out_warp, out_others, backend=registration["backend"], threads=threads)
-
+from dmriscope.registration import register_subject
 
 if __name__ == "__main__":
     run_script(
-        main,
+        register_subject,
         snakemake.log[0],
         fa=snakemake.input.fa,
         others=list(snakemake.input.others),

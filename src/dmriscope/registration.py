@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,3 +336,29 @@ def warp_maps(
                 warped = fsl_apply(Path(src), Path(template), transforms, Path(tmp))
             save_nifti(clip_nonnegative(warped, str(src)), fixed_affine, dst)
             log.info("warped %s -> %s", src, dst)
+
+
+def register_subject(
+    *,
+    fa: str,
+    others: Sequence[str],
+    template: str,
+    out_fa: str,
+    out_others: Sequence[str],
+    out_affine: str,
+    out_warp: str,
+    qc_tsv: str,
+    qc_png: str,
+    registration: Mapping[str, Any],
+    threads: int,
+    subject: str,
+) -> None:
+    """Rule register_fa: the subject's FA onto the template (`register_fa`, config section ``registration``), then
+    MD and MK through the same transforms (`warp_maps`)."""
+    backend = registration["backend"]
+    register_fa(
+        fa, template, out_fa, out_affine, out_warp, qc_tsv, qc_png, backend=backend, seed=registration["seed"],
+        ants_transform=registration["ants_transform"], fnirt_config=registration["fnirt_config"], threads=threads,
+        subject=subject,
+    )  # fmt: skip
+    warp_maps(others, template, out_affine, out_warp, out_others, backend=backend, threads=threads)

@@ -331,3 +331,9 @@ def download_subject(
         os.replace(part_path(dests[name]), dests[name])
     log.info("subject %s: %d files fetched, %d already complete", subject, len(pending), len(HCP_FILES) - len(pending))
     return remotes
+
+
+def download_subject_files(*, subject: str, dwi: str, bval: str, bvec: str, mask: str, s3: Mapping[str, Any]) -> None:
+    """Rule download_hcp_subject: `download_subject` into dmriscope's raw file names (config section ``hcp``)."""
+    outputs = {"data.nii.gz": dwi, "bvals": bval, "bvecs": bvec, "nodif_brain_mask.nii.gz": mask}
+    download_subject(subject, outputs, S3Source.from_config(s3))
