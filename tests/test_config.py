@@ -43,6 +43,10 @@ def test_defaults_are_filled(default_config):
         (lambda c: c["models"]["vit"].update(dim=32, heads=3), "models.vit.dim"),  # attention: D % heads
         (lambda c: c.setdefault("pretrain", {}).update(decoder_dim=20), "pretrain.decoder_dim"),  # mae3d: % 6
         (lambda c: c.setdefault("pretrain", {}).update(decoder_dim=36, decoder_heads=8), "pretrain.decoder_dim"),
+        (lambda c: c.setdefault("label", {}).update(positive="F"), "label"),  # both values F
+        (lambda c: c.setdefault("label", {}).update(column="group"), "label.column"),  # synthetic: sex only
+        (lambda c: c["cohort"].update(age_bins=[[22, 30], [30, 37]]), "cohort.age_bins"),  # 30 in two bins
+        (lambda c: c.setdefault("bids", {}).update(mask="bet"), "bids.mask"),
     ],
 )
 def test_bad_config_names_the_key(default_config, edit, key):

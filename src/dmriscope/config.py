@@ -143,12 +143,30 @@ def check_synthetic(config: dict) -> None:
             raise ConfigError(f"config key 'synthetic.{key}': a region is listed twice")
 
 
+def check_label(config: dict) -> None:
+    """The label's two values differ; age bins do not overlap; the synthetic cohort's label is sex (it plants sex
+    effects; configs/bids-export.yaml turns them into a group)."""
+    label = config["label"]
+    if str(label["positive"]).casefold() == str(label["negative"]).casefold():
+        raise ConfigError(f"config key 'label': positive and negative are both {label['positive']!r}")
+    if config["cohort"]["source"] != "bids" and label["column"] != "sex":
+        raise ConfigError(
+            f"config key 'label.column': {label['column']!r} needs cohort.source bids (synthetic and HCP cohorts are "
+            "labelled by sex; export_bids writes a synthetic cohort with a group column)"
+        )
+    edges = sorted(tuple(b) for b in config["cohort"]["age_bins"])
+    for k, (low, high) in enumerate(edges):
+        if low > high or (k + 1 < len(edges) and high >= edges[k + 1][0]):
+            raise ConfigError(f"config key 'cohort.age_bins': [{low}, {high}] is empty or overlaps the next bin")
+
+
 def load_config(config: dict) -> dict:
     """Validate and complete the config in place; return it."""
     validate_schema(config)
     check_grid(config)
     check_models(config)
     check_synthetic(config)
+    check_label(config)
     return config
 
 
