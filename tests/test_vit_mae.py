@@ -195,9 +195,9 @@ def write_store(folder: Path, volumes: np.ndarray, sets: list[str], voxel: bool 
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "FA.npy", volumes.astype(np.float32))
     index = pd.DataFrame({"row": range(len(sets)), "subject": [f"s{i:02d}" for i in range(len(sets))], "set": sets})
-    index["sex"] = ["M", "F"] * (len(sets) // 2)
+    index["group"] = ["M", "F"] * (len(sets) // 2)
     index["age_bin"] = "22-25"
-    index["label"] = (index["sex"] == "M").astype(int)
+    index["label"] = (index["group"] == "M").astype(int)
     index.to_csv(folder / "FA_index.tsv", sep="\t", index=False)
     train = volumes[[i for i, s in enumerate(sets) if s == "train"]]
     if voxel:  # the workflow's default: voxel-wise training mean and SD (floored), clipped at 4
