@@ -94,9 +94,8 @@ def kfold_split(
 
     Test folds come from scikit-learn's ``StratifiedKFold`` (shuffled with ``seed``) over the ``strata`` (label x
     age bin); within each fold's training part, ``n_val`` subjects are held out for model selection by
-    `stratified_split`
-    (seeded ``seed + 1 + fold``). Returns the split (``set`` = ``cv``, ``fold`` = the subject's test fold) and, per
-    fold, the participants with ``set`` train / val / test.
+    `stratified_split` (seeded ``seed + 1 + fold``). Returns the split (``set`` = ``cv``, ``fold`` = the subject's
+    test fold) and, per fold, the participants with ``set`` train / val / test.
     """
     import warnings
 

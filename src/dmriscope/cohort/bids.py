@@ -251,21 +251,18 @@ def build_bids_participants(
     participants_out: str,
     excluded_out: str,
     label: Mapping | None = None,
-    age_bins: Sequence[Sequence[int]] = ((22, 25), (26, 30), (31, 37)),
+    age_bins: Sequence[Sequence[int]] | None = None,
     stratify: Sequence[str] = ("age_bin",),
 ) -> int:
     """Rule build_participants (bids): the dataset's participants with the label's value, age and age bin, and the
     excluded subjects with the reason (one warning line each); returns the number of participants."""
-    from dmriscope.cohort.participants import validated, write_participants
+    from dmriscope.cohort.participants import AGE_BIN_EDGES, validated, with_columns, write_participants
 
     group = Label.from_config(label)
     kept, excluded = bids_cohort(bids, group)
     for row in excluded.itertuples():
         log.warning("subject %s left out: %s", row.subject, row.reason)
-    for column in ("age", "age_bin"):
-        if column not in kept.columns:
-            kept[column] = ""
-    table = validated(kept, participants_path(bids), group, age_bins, stratify)
+    table = validated(with_columns(kept, group), participants_path(bids), group, age_bins or AGE_BIN_EDGES, stratify)
     with atomic_path(excluded_out) as tmp:
         excluded.to_csv(tmp, sep="\t", index=False)
     write_participants(table, participants_out, group, stratify)

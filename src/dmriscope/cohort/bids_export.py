@@ -81,7 +81,7 @@ def participants_files(root: Path, table: pd.DataFrame) -> None:
     )
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _hardlink_or_copy(source: Path, target: Path) -> None:
     """A hard link (the same bytes, no second copy on disk: 12 GB for the default cohort), else a copy."""
     try:
         os.link(source, target)
@@ -99,7 +99,7 @@ def copy_subject(subject: str, files: dict[str, str], raw: Path, derivatives: Pa
         if root is raw:
             shutil.copyfile(files["dwi"], folder / f"{stem}.nii.gz")
         else:
-            _link_or_copy(raw / f"sub-{subject}" / "dwi" / f"sub-{subject}_dwi.nii.gz", folder / f"{stem}.nii.gz")
+            _hardlink_or_copy(raw / f"sub-{subject}" / "dwi" / f"sub-{subject}_dwi.nii.gz", folder / f"{stem}.nii.gz")
         shutil.copyfile(files["bval"], folder / f"{stem}.bval")
         shutil.copyfile(files["bvec"], folder / f"{stem}.bvec")
         _write_json(folder / f"{stem}.json", sidecar)

@@ -22,7 +22,6 @@ from dmriscope.label import SEX, Label
 AGE_BINS = ("22-25", "26-30", "31-37")
 AGE_BIN_EDGES = ((22, 25), (26, 30), (31, 37))
 COLUMNS = ["subject", "sex", "age", "age_bin"]  # the default (sex) label's columns: `columns_of`
-SEXES = ("M", "F")
 
 
 def bin_names(edges: Sequence[Sequence[int]]) -> tuple[str, ...]:
@@ -74,6 +73,11 @@ def read_participants(path: str | Path, label: Label = SEX) -> pd.DataFrame:
     if "subject" not in frame.columns:
         raise InputError(f"{path}: participants table has no 'subject' column")
     frame["subject"] = frame["subject"].str.strip().str.removeprefix("sub-")
+    return with_columns(frame, label)
+
+
+def with_columns(frame: pd.DataFrame, label: Label = SEX) -> pd.DataFrame:
+    """``frame`` with every column of `columns_of` (``label``) present, those it lacks empty (validated later)."""
     for column in columns_of(label):
         if column not in frame.columns:
             frame[column] = ""
