@@ -1,6 +1,7 @@
 # The tensor store: atlas and masks on the model grid, then every subject's registered FA/MD/MK stacked into one
 # memory-mapped .npy per metric (+ subject index); per fold of the split, that fold's index and the normalisation
-# statistics of its training subjects (global and per voxel). Needs SUBJECTS from common.smk.
+# statistics of its training subjects (global and per voxel; with tensors.regress_out, each voxel's slope on brain
+# volume too). Needs SUBJECTS from common.smk.
 
 
 rule grid_atlas:
@@ -59,6 +60,10 @@ rule normalise_fold:
         index=STORE_INDEX,
         fold="results/split/fold{fold}.tsv",
         brain_mask=GRID_BRAIN_MASK,
+        volumes=branch(
+            config["tensors"]["regress_out"] is not None,
+            then="results/cohort/brain_volumes.tsv",
+        ),
     output:
         index=FOLD_INDEX,
         norm=FOLD_NORM,
@@ -76,5 +81,6 @@ rule normalise_fold:
     params:
         normalisation=config["tensors"]["normalisation"],
         clip=config["tensors"]["clip"],
+        regress_out=config["tensors"]["regress_out"],
     script:
         "../workflow_scripts/normalise_fold.py"

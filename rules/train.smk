@@ -131,5 +131,6 @@ rule fit_region_baseline:
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],
+        regress_out=config["tensors"]["regress_out"],
     script:
         "../workflow_scripts/fit_region_baseline.py"

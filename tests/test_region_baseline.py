@@ -71,3 +71,20 @@ def test_rule_writes_pooled_folds(tmp_path):
     predictions = pd.read_csv(tmp_path / "p.tsv", sep="\t")
     assert len(predictions) == 30 and predictions["subject"].is_unique and set(predictions["fold"]) == {0, 1}
     assert json.loads((tmp_path / "m.json").read_text())["auc"] == pytest.approx(summary["auc"])
+
+
+def test_confound_regression_takes_a_size_signal_out_of_the_region_means():
+    store, index = cohort(0.0, n=400)
+    rng = np.random.default_rng(5)
+    volume = 1.3e6 + 4.4e5 * index["label"].to_numpy() + rng.normal(0, 1.45e5, len(index))
+    store += ((volume - volume.mean()) / 1.45e5)[:, None, None, None].astype(np.float32) * 0.5  # every region
+    index = index.assign(brain_volume=volume)
+    index["set"] = np.where(np.arange(len(index)) < 200, "train", "test")
+    features = region_means(store, atlas(), index["row"].tolist())
+    from sklearn.metrics import roc_auc_score
+
+    raw, regressed = (fold_predictions(features, index, 0, r) for r in (None, "brain_volume"))
+    assert roc_auc_score(raw["label"], raw["p_positive"]) > 0.9
+    assert abs(roc_auc_score(regressed["label"], regressed["p_positive"]) - 0.5) < 0.1
+    with pytest.raises(InputError, match="fold 0: .*'age'"):
+        fold_predictions(features, index, 0, "age")

@@ -33,6 +33,10 @@ OVERLAYS = [
     ("size-only-15.yaml", "kfold.yaml"),
     ("size-only-15.yaml", "kfold.yaml", "matched.yaml"),
     ("cohort-b.yaml", "matched.yaml"),
+    ("regress-volume.yaml",),
+    ("size-only-15.yaml", "regress-volume.yaml"),
+    ("size-only-5.yaml", "regress-volume.yaml"),
+    ("size-only-15.yaml", "kfold.yaml", "regress-volume.yaml"),
 ]
 
 

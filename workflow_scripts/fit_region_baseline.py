@@ -1,4 +1,4 @@
-"""Rule fit_region_baseline: sex from the 48 atlas-region means of one metric (logistic regression per fold)."""
+"""Rule fit_region_baseline: the label from the atlas-region means of one metric (logistic regression per fold)."""
 
 from dmriscope.io import run_script
 from dmriscope.region_baseline import fit_region_baseline
@@ -18,4 +18,5 @@ if __name__ == "__main__":
         n_resamples=int(snakemake.params.resamples),
         seed=int(snakemake.params.seed),
         level=float(snakemake.params.level),
+        regress_out=snakemake.params.regress_out,
     )

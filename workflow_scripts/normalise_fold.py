@@ -16,4 +16,6 @@ if __name__ == "__main__":
         out_norm_voxels=snakemake.output.norm_voxels,
         mode=snakemake.params.normalisation,
         clip=snakemake.params.clip,
+        regress_out=snakemake.params.regress_out,
+        volumes=snakemake.input.get("volumes"),
     )

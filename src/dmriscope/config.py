@@ -160,6 +160,16 @@ def check_label(config: dict) -> None:
             raise ConfigError(f"config key 'cohort.age_bins': [{low}, {high}] is empty or overlaps the next bin")
 
 
+def check_tensors(config: dict) -> None:
+    """Confound regression corrects voxel by voxel, so it goes with the voxel normalisation."""
+    tensors = config["tensors"]
+    if tensors["regress_out"] is not None and tensors["normalisation"] != "voxel":
+        raise ConfigError(
+            f"config key 'tensors.regress_out': {tensors['regress_out']} needs tensors.normalisation voxel, "
+            f"not {tensors['normalisation']}"
+        )
+
+
 def load_config(config: dict) -> dict:
     """Validate and complete the config in place; return it."""
     validate_schema(config)
@@ -167,6 +177,7 @@ def load_config(config: dict) -> dict:
     check_models(config)
     check_synthetic(config)
     check_label(config)
+    check_tensors(config)
     return config
 
 

@@ -63,7 +63,7 @@ class SlabDataset(VolumeDataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         r, k = divmod(i, self.n_slabs)
         part = slice(k * self.slab, (k + 1) * self.slab)
-        x = self.normalise(self.store[self.rows[r], part], (part,))
+        x = self.normalise(self.store[self.rows[r], part], (part,), self.covariate(r))
         return torch.from_numpy(x), torch.tensor(self.labels[r])
 
 

@@ -4,7 +4,9 @@ A reviewer's first question of a deep classifier of registered maps is whether i
 Per fold, every subject's map (the tensor store, raw values on the model grid) is reduced to its mean in each
 atlas region; scikit-learn's ``LogisticRegressionCV`` (standardised features, L2, balanced classes, C chosen by
 stratified 5-fold CV AUC) is fitted on the fold's training and validation subjects (never its test subjects) and
-predicts the test subjects. Predictions pool over folds as a model's do (`dmriscope.ensemble`).
+predicts the test subjects. Predictions pool over folds as a model's do (`dmriscope.ensemble`). Under confound
+regression (``tensors.regress_out``) the region means are first corrected as the models' inputs are: each region's
+linear slope on the covariate, fitted on the same subjects (scikit-learn's ``LinearRegression``), is removed.
 """
 
 from __future__ import annotations
@@ -37,8 +39,20 @@ def region_means(store: np.ndarray, atlas: np.ndarray, rows: Sequence[int]) -> n
     return out / np.bincount(flat, minlength=labels.max() + 1)[labels]
 
 
-def fold_predictions(features: np.ndarray, index: pd.DataFrame, fold: int) -> pd.DataFrame:
-    """Fit on the fold's train + val rows, predict its test rows."""
+def regressed(features: np.ndarray, covariate: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """``features`` minus their linear prediction from ``covariate``, fitted on the ``fit`` rows."""
+    from sklearn.linear_model import LinearRegression
+
+    covariate = covariate.reshape(-1, 1)
+    model = LinearRegression().fit(covariate[fit], features[fit])
+    return features - model.predict(covariate)
+
+
+def fold_predictions(
+    features: np.ndarray, index: pd.DataFrame, fold: int, regress_out: str | None = None
+) -> pd.DataFrame:
+    """Fit on the fold's train + val rows, predict its test rows (with ``regress_out``, an index column whose
+    linear prediction of the features is removed first, `regressed`)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
@@ -46,6 +60,10 @@ def fold_predictions(features: np.ndarray, index: pd.DataFrame, fold: int) -> pd
     from sklearn.preprocessing import StandardScaler
 
     fit = index["set"].isin(["train", "val"]).to_numpy()
+    if regress_out is not None:
+        if regress_out not in index.columns:
+            raise InputError(f"fold {fold}: the fold index has no {regress_out!r} column (tensors.regress_out)")
+        features = regressed(features, index[regress_out].to_numpy(np.float64), fit)
     test = (index["set"] == "test").to_numpy()
     y = index["label"].to_numpy()
     k = int(min(5, np.bincount(y[fit], minlength=2).min()))
@@ -79,9 +97,11 @@ def fit_region_baseline(
     seed: int = 0,
     level: float = 0.95,
     label: dict | None = None,
+    regress_out: str | None = None,
 ) -> dict:
     """Rule fit_region_baseline for one metric: out-of-sample predictions of every fold's test subjects and their
-    metrics.json (with the volume-matched AUC when ``volumes`` is given)."""
+    metrics.json (with the volume-matched AUC when ``volumes`` is given; ``regress_out``: config key
+    ``tensors.regress_out``)."""
     from dmriscope.scores import write_results
     from dmriscope.size_baseline import scored
 
@@ -91,7 +111,8 @@ def fit_region_baseline(
     parts = []
     for fold, path in enumerate(indexes):
         index = read_index(path).sort_values("row").reset_index(drop=True)
-        parts.append(fold_predictions(region_means(store, grid_atlas, index["row"].tolist()), index, fold))
+        features = region_means(store, grid_atlas, index["row"].tolist())
+        parts.append(fold_predictions(features, index, fold, regress_out))
     predictions = pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
     group = Label.from_config(label)
     summary = scored(

@@ -231,6 +231,9 @@ class VolumeDataset(Dataset):
         index: its index table (`read_index`), possibly filtered to some rows.
         norm: the training-set normalisation.
         brain_mask: bool (S, H, W).
+
+    Under confound regression (``norm.regress_out``) the index must carry that covariate per row (the fold index
+    does, `dmriscope.fold_tensors`).
     """
 
     def __init__(self, npy: str | Path, index: pd.DataFrame, norm: Normaliser, brain_mask: np.ndarray) -> None:
@@ -239,9 +242,22 @@ class VolumeDataset(Dataset):
         self.rows = self.index["row"].to_numpy(dtype=np.int64)
         self.labels = self.index["label"].to_numpy(dtype=np.float32)
         self.norm = norm
+        self.covariates = self._covariates(self.index, norm)
         self.brain_mask = np.asarray(brain_mask, dtype=bool)
         self._store: np.ndarray | None = None
         self._bound: BoundNormaliser | None = None
+
+    @staticmethod
+    def _covariates(index: pd.DataFrame, norm: Normaliser) -> np.ndarray | None:
+        if norm.regress_out is None:
+            return None
+        if norm.regress_out not in index.columns:
+            raise InputError(f"the tensor index has no {norm.regress_out!r} column, which its normalisation needs")
+        return index[norm.regress_out].to_numpy(dtype=np.float64)
+
+    def covariate(self, i: int) -> float | None:
+        """Row i's covariate under confound regression, else None."""
+        return None if self.covariates is None else float(self.covariates[i])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -262,7 +278,7 @@ class VolumeDataset(Dataset):
         return self._store
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.normalise(self.store[self.rows[i]])
+        x = self.normalise(self.store[self.rows[i]], covariate=self.covariate(i))
         return torch.from_numpy(x).unsqueeze(0), torch.tensor(self.labels[i])
 
     def __getstate__(self) -> dict:
