@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from dmriscope.brain_size import brain_volume, measure_brain_volumes
 from dmriscope.io import InputError, save_nifti
-from dmriscope.size_baseline import matched_auc, size_only_predictions
+from dmriscope.size_baseline import matched_auc, partialled_auc, partialled_scores, size_only_predictions
 
 
 def test_volume_is_voxels_times_voxel_size(tmp_path):
@@ -47,6 +47,33 @@ def test_a_size_free_signal_survives_matching():
     raw = roc_auc_score(labels, signal)
     matched = matched_auc(labels, signal, volumes, n_resamples=200)
     assert abs(matched["auc"] - raw) < 0.06 and matched["ci"][0] > 0.75
+
+
+def test_partialled_scores_equal_least_squares_residuals():
+    rng = np.random.default_rng(3)
+    scores, volumes = rng.normal(size=(3, 50)), rng.normal(1450, 140, (3, 50))
+    for row in range(3):
+        design = np.c_[np.ones(50), volumes[row]]
+        fit = np.linalg.lstsq(design, scores[row], rcond=None)[0]
+        np.testing.assert_allclose(partialled_scores(scores, volumes)[row], scores[row] - design @ fit, atol=1e-10)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def test_partialling_takes_size_out_where_matching_finds_no_pair():
+    rng = np.random.default_rng(4)
+    labels = np.arange(400) % 2
+    volumes = rng.normal(1250, 130, 400) * np.where(labels == 1, 1.52, 1.0)  # as the 15% size-only cohort
+    size_reader = partialled_auc(labels, sigmoid((volumes - 1550) / 100 + rng.normal(0, 1, 400)), volumes)
+    assert roc_auc_score(labels, volumes) > 0.99 and size_reader["ci"][0] < 0.5 < size_reader["ci"][1]
+    exact = partialled_auc(labels, sigmoid((volumes - 1550) / 100), volumes, n_resamples=50)  # no residual at all
+    assert exact["auc"] == 0.5 and exact["ci"] == [0.5, 0.5]
+    microstructure = sigmoid(3 * labels - 1.5 + rng.normal(0, 0.5, 400))  # independent of volume within a sex
+    reader = partialled_auc(labels, microstructure, volumes, n_resamples=200)
+    assert reader["ci"][0] > 0.6 and reader["auc"] <= reader["ceiling"] + 0.02
+    assert partialled_auc(labels[:1], volumes[:1], volumes[:1])["auc"] is None
 
 
 def test_baseline_learns_from_training_subjects_only():

@@ -109,3 +109,24 @@ def test_matched_cell_says_why_it_is_empty():
     assert matched_cell({"volume_matched": block}) == "0.812 [0.700, 0.900] (41 pairs)"
     assert matched_cell({"volume_matched": {"auc": None, "n_pairs": 0, "ci": None}}) == "no pair within the caliper"
     assert matched_cell({}) == "-"
+
+
+def test_table2d_has_matched_and_partialled_columns_and_the_ceiling(tmp_path):
+    files = []
+    for i, model in enumerate(MODELS):
+        for metric in METRICS:
+            content = metrics_json(0.8, [0.7, 0.9]) | {
+                "volume_matched": {"auc": None, "n_pairs": 0, "ci": None},
+                "volume_partialled": {"auc": 0.5 + 0.1 * i, "ci": [0.4, 0.6 + 0.1 * i], "ceiling": 0.7312},
+            }
+            path = tmp_path / model / metric / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(content))
+            files.append(str(path))
+    render_table2(files, MODELS, METRICS, tmp_path / "t2.tsv", tmp_path / "t2.md", tmp_path / "t2.html")
+    md = (tmp_path / "t2.md").read_text()
+    table2d = md[md.index("**Table 2d.**") :]
+    assert "| FA matched " in table2d and "| MK partialled " in table2d
+    assert "no pair within the caliper" in table2d and "0.600 [0.400, 0.700]" in table2d
+    assert "| ceiling (the labels themselves)" in table2d and "0.731" in table2d
+    assert "Partialled" in (tmp_path / "t2.html").read_text()

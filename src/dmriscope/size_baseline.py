@@ -1,5 +1,14 @@
-"""The size yardsticks of Table 2: a classifier of sex from brain volume alone, and each model's AUC among
-volume-matched male-female pairs (definitions in `dmriscope.brain_size`'s docstring)."""
+"""The size yardsticks of Table 2: a classifier of sex from brain volume alone, each model's AUC among
+volume-matched male-female pairs (definitions in `dmriscope.brain_size`'s docstring), and its AUC with brain
+volume partialled out.
+
+Partialled AUC: the AUC of the residual of each test subject's logit P(positive) after its least-squares line on
+brain volume over the same test subjects is removed. It needs no overlap of the groups' volumes (matching does).
+What it keeps is the part of the prediction that volume does not predict, so even a perfect classifier loses the
+part of the label that volume predicts: the ``ceiling`` beside it is the same statistic of the labels themselves
+(a pure size reader falls to about 0.5, a perfect microstructure reader reaches the ceiling). Only the linear part
+is removed: a prediction that is a strongly curved function of volume keeps some of it (matching has no such limit).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,7 @@ import pandas as pd
 from dmriscope.brain_size import CALIPER_SD, matched_pairs, read_volumes
 from dmriscope.io import InputError
 from dmriscope.label import SEX, Label
-from dmriscope.scores import positive_class, summarise, write_results
+from dmriscope.scores import positive_class, rank_auc, summarise, write_results
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,41 @@ def matched_auc(
     alpha = (1 - level) / 2
     out["ci"] = [float(v) for v in np.quantile(aucs, [alpha, 1 - alpha])] if aucs else None
     return out
+
+
+def partialled_scores(scores: np.ndarray, volumes: np.ndarray) -> np.ndarray:
+    """Each row of ``scores`` (B, N) minus its least-squares line on the same row of ``volumes`` (B, N); residuals
+    within 1e-9 of the row's scale are rounding and set to 0 (a score exactly linear in volume then ties at 0.5)."""
+    v = volumes - volumes.mean(axis=1, keepdims=True)
+    s = scores - scores.mean(axis=1, keepdims=True)
+    slope = (v * s).sum(axis=1, keepdims=True) / np.maximum((v * v).sum(axis=1, keepdims=True), 1e-300)
+    residual = s - slope * v
+    residual[np.abs(residual) <= 1e-9 * np.abs(s).max(axis=1, keepdims=True)] = 0.0
+    return residual
+
+
+def partialled_auc(
+    labels: np.ndarray, p_positive: np.ndarray, volumes: np.ndarray, n_resamples: int = 1000, seed: int = 0,
+    level: float = 0.95,
+) -> dict:  # fmt: skip
+    """metrics.json's ``volume_partialled``: the partialled AUC of logit ``p_positive``, its percentile CI from a
+    stratified bootstrap (the line refitted in every resample), and the ``ceiling`` (the labels' own)."""
+    labels = np.asarray(labels).astype(int)
+    p = np.clip(np.asarray(p_positive, float), 1e-7, 1 - 1e-7)
+    logit, volumes = np.log(p / (1 - p)), np.asarray(volumes, float)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if pos.size == 0 or neg.size == 0:
+        return {"auc": None, "ci": None, "ceiling": None}
+    y = np.r_[np.ones(pos.size, int), np.zeros(neg.size, int)]
+    order = np.r_[pos, neg]
+    point = partialled_scores(np.stack([logit[order], y.astype(float)]), np.stack([volumes[order]] * 2))
+    auc, ceiling = rank_auc(y, point)
+    rng = np.random.default_rng(seed)
+    take = np.hstack([rng.choice(pos, (n_resamples, pos.size)), rng.choice(neg, (n_resamples, neg.size))])
+    aucs = rank_auc(y, partialled_scores(logit[take], volumes[take]))
+    alpha = (1 - level) / 2
+    ci = [float(v) for v in np.quantile(aucs, [alpha, 1 - alpha])]
+    return {"auc": float(auc), "ci": ci, "ceiling": float(ceiling)}
 
 
 def volume_matched_block(predictions: pd.DataFrame, volumes: str, seed: int = 0, level: float = 0.95) -> dict:
@@ -96,11 +140,15 @@ def scored(
 ) -> dict:
     """metrics.json of a model or yardstick: `scores.summarise` of its predictions (positive class: ``label``'s),
     then ``fields`` (its name and what else it records), then, with ``volumes`` (brain_volumes.tsv), the AUC among
-    volume-matched pairs."""
+    volume-matched pairs and the partialled AUC."""
     summary = {**summarise(predictions, n_resamples, seed, level), **fields}
     summary["positive_class"] = positive_class(label.positive_name)
     if volumes is not None:
         summary["volume_matched"] = volume_matched_block(predictions, volumes, seed, level)
+        size = read_volumes(volumes).loc[predictions["subject"]].to_numpy()
+        summary["volume_partialled"] = partialled_auc(
+            predictions["label"], predictions["p_positive"], size, seed=seed, level=level
+        )
     return summary
 
 

@@ -71,6 +71,9 @@ def table2(results: Mapping[tuple[str, str], Mapping], models: Sequence[str], me
         if matched:
             for metric in metrics:
                 row[f"{metric} matched AUC"] = matched_cell(results[model, metric])
+            for metric in metrics:
+                row[f"{metric} partialled AUC"] = partialled_cell(results[model, metric])
+                row[f"{metric} partialled ceiling"] = results[model, metric].get("volume_partialled", {}).get("ceiling")
         if has_spread(results):
             for metric in metrics:
                 row[f"{metric} fold AUC"] = fold_cell(results[model, metric])
@@ -121,6 +124,15 @@ def matched_cell(metrics: Mapping) -> str:
         return "-"
     ci = f" [{block['ci'][0]:.3f}, {block['ci'][1]:.3f}]" if block.get("ci") else ""
     return f"{block['auc']:.3f}{ci} ({block['n_pairs']} pairs)"
+
+
+def partialled_cell(metrics: Mapping) -> str:
+    """``AUC [low, high]`` of the logit with brain volume partialled out (`dmriscope.size_baseline`); ``-`` when
+    not computed."""
+    block = metrics.get("volume_partialled")
+    if not block or block.get("auc") is None:
+        return "-"
+    return f"{block['auc']:.3f} [{block['ci'][0]:.3f}, {block['ci'][1]:.3f}]"
 
 
 def has_spread(results: Mapping[tuple[str, str], Mapping]) -> bool:
@@ -225,18 +237,27 @@ def table2_markdown(
 
 def matched_caption(label: Label = SEX) -> str:
     return (
-        f"AUC among volume-matched {label.positive_name}-{label.negative_name} test pairs (native brain volumes "
-        "within 0.2 SD; bootstrap CI): a classifier of brain size falls to about 0.5 here, a microstructural "
-        "difference does not"
+        f"Brain size controls of the test AUC. Matched: AUC among volume-matched {label.positive_name}-"
+        f"{label.negative_name} test pairs (native brain volumes within 0.2 SD; bootstrap CI). Partialled: AUC of "
+        "the logit P after its least-squares line on brain volume is removed (bootstrap CI), beside the same "
+        "statistic of the labels themselves (ceiling: what volume leaves of the label). A classifier of brain "
+        "size falls to about 0.5 in both, a microstructural difference does not"
     )
 
 
 def matched_table(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame | None:
-    columns = [f"{m} matched AUC" for m in metrics]
-    if not set(columns) <= set(table.columns):
+    matched = [f"{m} matched AUC" for m in metrics]
+    if not set(matched) <= set(table.columns):
         return None
-    out = table[["name", *columns]].rename(columns={"name": "model"})
-    out.columns = ["model", *metrics]
+    partialled = [f"{m} partialled AUC" for m in metrics if f"{m} partialled AUC" in table.columns]
+    out = table[["name", *matched, *partialled]].rename(columns={"name": "model"})
+    out.columns = ["model", *[f"{m} matched" for m in metrics], *[c.replace(" AUC", "") for c in partialled]]
+    if partialled:
+        ceiling = {"model": "ceiling (the labels themselves)"} | {f"{m} matched": "1.000" for m in metrics}
+        for metric in metrics:
+            values = table[f"{metric} partialled ceiling"].dropna()
+            ceiling[f"{metric} partialled"] = f"{values.iloc[0]:.3f}" if len(values) else "-"
+        out = pd.concat([out, pd.DataFrame([ceiling])], ignore_index=True)
     return out
 
 
