@@ -101,9 +101,10 @@ class Normaliser:
             elif mode == "voxel":
                 if norm_voxels is None:
                     raise InputError(f"{path}: voxel normalisation needs its voxel statistics (norm_voxels, .npy)")
-                voxels = load_voxel_stats(norm_voxels, regressed=stats.get("regress_out") is not None)
+                regressed = stats.get("regress_out") is not None
+                voxels = load_voxel_stats(norm_voxels, regressed=regressed)
                 mean, std = voxels[0], voxels[1]
-                if stats.get("regress_out") is not None:
+                if regressed:
                     slope, covariate_mean = voxels[2], float(stats["covariate_mean"])
             else:
                 raise InputError(f"{path}: normalisation mode {mode!r} is not one of {MODES}")
@@ -142,8 +143,9 @@ class BoundNormaliser:
         self.scale = np.broadcast_to(np.where(mask, inv, 0.0), mask.shape).astype(np.float32)
         self.offset = np.broadcast_to(np.where(mask, -np.asarray(mean, np.float64) * inv, 0.0), mask.shape)
         self.offset = self.offset.astype(np.float32)
-        self.slope = None if slope is None else np.where(mask, np.asarray(slope, np.float64) * inv, 0.0)
-        self.slope = None if self.slope is None else self.slope.astype(np.float32)
+        self.slope = None
+        if slope is not None:
+            self.slope = np.where(mask, np.asarray(slope, np.float64) * inv, 0.0).astype(np.float32)
         self.covariate_mean = float(covariate_mean)
         self.clip = clip
 

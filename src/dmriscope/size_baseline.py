@@ -99,13 +99,6 @@ def partialled_auc(
     return {"auc": float(auc), "ci": ci, "ceiling": float(ceiling)}
 
 
-def volume_matched_block(predictions: pd.DataFrame, volumes: str, seed: int = 0, level: float = 0.95) -> dict:
-    """metrics.json's ``volume_matched``: `matched_auc` of ``predictions`` (subject, label, p_positive) with the
-    subjects' volumes from brain_volumes.tsv."""
-    size = read_volumes(volumes).loc[predictions["subject"]].to_numpy()
-    return matched_auc(predictions["label"], predictions["p_positive"], size, seed=seed, level=level)
-
-
 def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame], label: Label = SEX) -> pd.DataFrame:
     """P(positive) (male by default) from brain volume alone for every fold's test subjects, fitted on that fold's
     training subjects."""
@@ -144,11 +137,10 @@ def scored(
     summary = {**summarise(predictions, n_resamples, seed, level), **fields}
     summary["positive_class"] = positive_class(label.positive_name)
     if volumes is not None:
-        summary["volume_matched"] = volume_matched_block(predictions, volumes, seed, level)
         size = read_volumes(volumes).loc[predictions["subject"]].to_numpy()
-        summary["volume_partialled"] = partialled_auc(
-            predictions["label"], predictions["p_positive"], size, seed=seed, level=level
-        )
+        labels, p_positive = predictions["label"], predictions["p_positive"]
+        summary["volume_matched"] = matched_auc(labels, p_positive, size, seed=seed, level=level)
+        summary["volume_partialled"] = partialled_auc(labels, p_positive, size, seed=seed, level=level)
     return summary
 
 
