@@ -6,7 +6,7 @@ rule split_cohort:
     input:
         participants="results/cohort/participants.tsv",
         volumes=branch(
-            config["split"]["match"] == "volume",
+            config["split"]["match"] != "none",
             then="results/cohort/brain_volumes.tsv",
         ),
     output:
@@ -25,6 +25,7 @@ rule split_cohort:
         counts=split_counts(config, len(SUBJECTS)) if not KFOLD else [],
         n_val=inner_val_count(config, len(SUBJECTS)) if KFOLD else 0,
         seed=config["split"]["seed"],
+        match=config["split"]["match"],
     script:
         "../workflow_scripts/split_cohort.py"
 

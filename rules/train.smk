@@ -109,6 +109,11 @@ rule fit_size_baseline:
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],
+        fit_sets=(
+            ["train", "unused"]
+            if config["split"]["match"] == "volume_train"
+            else ["train"]
+        ),
     script:
         "../workflow_scripts/fit_size_baseline.py"
 
@@ -132,5 +137,10 @@ rule fit_region_baseline:
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],
         regress_out=config["tensors"]["regress_out"],
+        fit_sets=(
+            ["train"]
+            if config["split"]["match"] == "volume_train"
+            else ["train", "val"]
+        ),
     script:
         "../workflow_scripts/fit_region_baseline.py"

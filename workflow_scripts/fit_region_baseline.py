@@ -19,4 +19,5 @@ if __name__ == "__main__":
         seed=int(snakemake.params.seed),
         level=float(snakemake.params.level),
         regress_out=snakemake.params.regress_out,
+        fit_sets=list(snakemake.params.fit_sets),
     )

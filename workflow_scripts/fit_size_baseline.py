@@ -15,4 +15,5 @@ if __name__ == "__main__":
         n_resamples=int(snakemake.params.resamples),
         seed=int(snakemake.params.seed),
         level=float(snakemake.params.level),
+        fit_sets=list(snakemake.params.fit_sets),
     )

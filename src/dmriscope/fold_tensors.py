@@ -22,18 +22,20 @@ from dmriscope.normalise import MODES, RunningMoments, regressed_statistics, vox
 from dmriscope.tensors import SETS, read_index
 
 log = logging.getLogger(__name__)
+UNUSED = "unused"  # a fold's set for a store subject this fold leaves out (split.match: volume_train)
 REGRESS_OUT = ("brain_volume",)  # config key tensors.regress_out: the covariates a fold can regress out
 
 
 def fold_index(store_index: pd.DataFrame, fold: pd.DataFrame, fold_path: str | Path) -> pd.DataFrame:
-    """The store's index with each row's ``set`` in this fold; every store subject must be in train/val/test."""
+    """The store's index with each row's ``set`` in this fold; every store subject must be in train/val/test, or
+    ``unused`` in this fold only (a training subject left out by ``split.match: volume_train``)."""
     sets = fold.set_index("subject")["set"]
     missing = sorted(set(store_index["subject"]) - set(sets.index))
     if missing:
         raise InputError(f"{fold_path}: subject {missing[0]} of the tensor store is not in this fold's table")
     out = store_index.copy()
     out["set"] = sets.loc[out["subject"]].to_numpy()
-    outside = out.loc[~out["set"].isin(SETS), "subject"].tolist()
+    outside = out.loc[~out["set"].isin((*SETS, UNUSED)), "subject"].tolist()
     if outside:
         raise InputError(f"{fold_path}: subject {outside[0]} of the tensor store has no train/val/test set")
     return out

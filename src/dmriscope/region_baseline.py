@@ -49,17 +49,22 @@ def regressed(features: np.ndarray, covariate: np.ndarray, fit: np.ndarray) -> n
 
 
 def fold_predictions(
-    features: np.ndarray, index: pd.DataFrame, fold: int, regress_out: str | None = None
+    features: np.ndarray,
+    index: pd.DataFrame,
+    fold: int,
+    regress_out: str | None = None,
+    fit_sets: Sequence[str] = ("train", "val"),
 ) -> pd.DataFrame:
-    """Fit on the fold's train + val rows, predict its test rows (with ``regress_out``, an index column whose
-    linear prediction of the features is removed first, `regressed`)."""
+    """Fit on the fold's ``fit_sets`` rows (train + val; train alone under ``split.match: volume_train``, whose
+    validation part is not matched), predict its test rows (with ``regress_out``, an index column whose linear
+    prediction of the features is removed first, `regressed`)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    fit = index["set"].isin(["train", "val"]).to_numpy()
+    fit = index["set"].isin(list(fit_sets)).to_numpy()
     if regress_out is not None:
         if regress_out not in index.columns:
             raise InputError(f"fold {fold}: the fold index has no {regress_out!r} column (tensors.regress_out)")
@@ -98,10 +103,11 @@ def fit_region_baseline(
     level: float = 0.95,
     label: dict | None = None,
     regress_out: str | None = None,
+    fit_sets: Sequence[str] = ("train", "val"),
 ) -> dict:
     """Rule fit_region_baseline for one metric: out-of-sample predictions of every fold's test subjects and their
     metrics.json (with the volume-matched AUC when ``volumes`` is given; ``regress_out``: config key
-    ``tensors.regress_out``)."""
+    ``tensors.regress_out``; ``fit_sets``: the sets each fold fits on, `fold_predictions`)."""
     from dmriscope.scores import write_results
     from dmriscope.size_baseline import scored
 
@@ -112,7 +118,7 @@ def fit_region_baseline(
     for fold, path in enumerate(indexes):
         index = read_index(path).sort_values("row").reset_index(drop=True)
         features = region_means(store, grid_atlas, index["row"].tolist())
-        parts.append(fold_predictions(features, index, fold, regress_out))
+        parts.append(fold_predictions(features, index, fold, regress_out, fit_sets))
     predictions = pd.concat(parts, ignore_index=True).sort_values("subject", kind="mergesort").reset_index(drop=True)
     group = Label.from_config(label)
     summary = scored(

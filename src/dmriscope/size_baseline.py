@@ -99,9 +99,12 @@ def partialled_auc(
     return {"auc": float(auc), "ci": ci, "ceiling": float(ceiling)}
 
 
-def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame], label: Label = SEX) -> pd.DataFrame:
+def size_only_predictions(
+    volumes: pd.Series, folds: Sequence[pd.DataFrame], label: Label = SEX, fit_sets: Sequence[str] = ("train",)
+) -> pd.DataFrame:
     """P(positive) (male by default) from brain volume alone for every fold's test subjects, fitted on that fold's
-    training subjects."""
+    ``fit_sets`` subjects (its training subjects; with ``split.match: volume_train`` also those the matching left
+    unused, so that the row shows the size signal of the unmatched training part)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -111,7 +114,7 @@ def size_only_predictions(volumes: pd.Series, folds: Sequence[pd.DataFrame], lab
         missing = sorted(set(fold["subject"]) - set(volumes.index))
         if missing:
             raise InputError(f"subject {missing[0]}: no brain volume")
-        train, test = fold[fold["set"] == "train"], fold[fold["set"] == "test"]
+        train, test = fold[fold["set"].isin(list(fit_sets))], fold[fold["set"] == "test"]
         model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
         model.fit(volumes.loc[train["subject"]].to_numpy()[:, None], label.encode(train[label.column]))
         p_positive = model.predict_proba(volumes.loc[test["subject"]].to_numpy()[:, None])[:, 1]
@@ -154,12 +157,14 @@ def fit_size_baseline(
     seed: int = 0,
     level: float = 0.95,
     label: dict | None = None,
+    fit_sets: Sequence[str] = ("train",),
 ) -> dict:
-    """Rule fit_size_baseline: the size-only classifier's out-of-sample predictions and metrics.json."""
+    """Rule fit_size_baseline: the size-only classifier's out-of-sample predictions and metrics.json (fitted on
+    each fold's ``fit_sets``, `size_only_predictions`)."""
     table = read_volumes(volumes)
     frames = [pd.read_csv(f, sep="\t", dtype={"subject": str, "age_bin": str}) for f in folds]
     group = Label.from_config(label)
-    predictions = size_only_predictions(table, frames, group)
+    predictions = size_only_predictions(table, frames, group, fit_sets)
     summary = scored(
         predictions, volumes=volumes, n_resamples=n_resamples, seed=seed, level=level, label=group, model="size_only"
     )

@@ -5,6 +5,11 @@ with the seed and cut so that every set has (as nearly as integer counts allow, 
 the cohort's label and age distribution. Subjects beyond
 n_train + n_val + n_test are left out and listed with set ``unused``. The split's SHA-256 is written beside it so
 every model records which split it was trained on.
+
+Two volume-matched designs (config ``split.match``): ``volume`` splits only the male-female pairs matched 1:1 on
+native brain volume (every set matched; the unmatched subjects are unused); ``volume_train`` splits everyone and
+then matches only each fold's training part (its unmatched training subjects are unused in that fold), so that a
+classifier cannot learn size from its training subjects while validation and test keep every subject.
 """
 
 from __future__ import annotations
@@ -77,6 +82,27 @@ def stratified_split(
     return frame
 
 
+MIN_MATCHED_PAIRS = 10  # split.match volume_train: fewer matched training pairs cannot train a classifier
+
+
+def match_training_part(fold: pd.DataFrame, volumes: pd.Series, label: Label, where: str = "") -> pd.DataFrame:
+    """``fold`` with its training subjects outside a 1:1 volume matching of the training part set ``unused``
+    (`dmriscope.brain_size.volume_matched_subjects`); validation and test subjects untouched."""
+    from dmriscope.brain_size import volume_matched_subjects
+
+    train = fold[fold["set"] == "train"]
+    keep = set(volume_matched_subjects(train, volumes, label=label))
+    if len(keep) < 2 * MIN_MATCHED_PAIRS:
+        raise InputError(
+            f"config key 'split.match': {where}volume matching keeps {len(keep) // 2} pairs of {len(train)} "
+            f"training subjects (fewer than {MIN_MATCHED_PAIRS}): the groups' brain volumes barely overlap, so "
+            "matching cannot control size here; use tensors.regress_out (README, 'Brain size')"
+        )
+    out = fold.copy()
+    out.loc[(out["set"] == "train") & ~out["subject"].isin(keep), "set"] = "unused"
+    return out
+
+
 def check_split(split: pd.DataFrame, label: Label = SEX) -> None:
     """No subject twice; both groups of the label in every set. ValueError otherwise."""
     if split["subject"].duplicated().any():
@@ -140,6 +166,7 @@ def split_cohort_files(
     n_val: int = 0,
     seed: int = 0,
     match_volumes: str | None = None,
+    match_train_volumes: str | None = None,
     label: Mapping | None = None,
     age_bins: Sequence[Sequence[int]] = AGE_BIN_EDGES,
     stratify: Sequence[str] = ("age_bin",),
@@ -147,7 +174,9 @@ def split_cohort_files(
     """Read and validate participants.tsv, split (holdout: ``counts``; kfold: ``len(fold_paths)`` folds, ``n_val``
     inner validation subjects), check every fold, write split.tsv, one train/val/test table per fold and the SHA-256
     of them all (models record it). ``match_volumes`` (brain_volumes.tsv; config ``split.match: volume``): only
-    the volume-matched pairs of the two groups are split, the other subjects are ``unused``. ``label`` (config
+    the volume-matched pairs of the two groups are split, the other subjects are ``unused``;
+    ``match_train_volumes`` (``split.match: volume_train``): each fold's training part is matched instead
+    (`match_training_part`). ``label`` (config
     section ``label``; default sex) and ``stratify`` (config ``split.stratify``) set the strata."""
     group = Label.from_config(label)
     strata = (group.column, *stratify)
@@ -161,6 +190,13 @@ def split_cohort_files(
             matched = " after volume matching" if match_volumes is not None else ""
             hint = "give smaller counts or use split.scheme kfold"
             raise InputError(f"config key 'split': {exc}{matched}; {hint}") from None
+    if match_train_volumes is not None:
+        from dmriscope.brain_size import read_volumes
+
+        volumes = read_volumes(match_train_volumes)
+        where = (lambda k: f"fold {k}: ") if scheme == "kfold" else (lambda k: "")
+        per_fold = [match_training_part(fold, volumes, group, where(k)) for k, fold in enumerate(per_fold)]
+        split = split if scheme == "kfold" else per_fold[0]
     if len(per_fold) != len(fold_paths):
         raise InputError(f"config key 'split.scheme': {scheme} gives {len(per_fold)} folds, {len(fold_paths)} asked")
     if len(left_out):
