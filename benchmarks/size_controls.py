@@ -54,6 +54,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dmriscope.brain_size import volume_matched_subjects
+from dmriscope.scores import bootstrap_auc_ci
 
 CONTROLS = ("none", "pooled", "pooled-quadratic", "within-label", "overlap-weighted", "weights-only", "matched")
 SYNTHETIC_CONTROLS = ("none", "pooled", "weights-only", "matched")
@@ -105,18 +106,6 @@ def fit_rows(control: str, volume, label, train, weights) -> tuple[np.ndarray, n
     return train, (weights[train] / weights[train].mean() if control == "weights-only" else None)
 
 
-def bootstrap_ci(label: np.ndarray, score: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Stratified bootstrap 95% CI of the AUC (positives and negatives resampled apart)."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(label == 1), np.flatnonzero(label == 0)
-    aucs = [
-        roc_auc_score(label[pick], score[pick])
-        for pick in (np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(n))
-    ]
-    low, high = np.percentile(aucs, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def reader(kind: str, n_rows: int) -> object:
     """The linear reader; the voxel one's PCA keeps 40 components, fewer when it is fitted on fewer subjects."""
     steps = [StandardScaler()] + ([PCA(min(40, n_rows - 1), random_state=0)] if kind == "voxels" else [])
@@ -134,7 +123,8 @@ def test_scores(features, label, rows: np.ndarray, weights, test: np.ndarray, ki
 
 
 def auc_cell(label: np.ndarray, score: np.ndarray) -> str:
-    low, high = bootstrap_ci(label, score)
+    """AUC with dmriscope's stratified bootstrap 95% CI (`dmriscope.scores.bootstrap_auc_ci`), * when it excludes 0.5."""
+    low, high = bootstrap_auc_ci(label, score)
     mark = "*" if low > 0.5 or high < 0.5 else ""
     return f"{roc_auc_score(label, score):.3f} [{low:.2f}, {high:.2f}]{mark}"
 

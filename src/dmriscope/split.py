@@ -28,6 +28,7 @@ from dmriscope.label import SEX, Label
 
 log = logging.getLogger(__name__)
 SETS = ("train", "val", "test")
+UNUSED = "unused"  # the set of a subject a split, or one fold of it, leaves out
 
 
 def _largest_remainder(target: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
@@ -70,7 +71,7 @@ def stratified_split(
         per_set[name] = _largest_remainder(target, sizes.astype(float), remaining)
         remaining = remaining - per_set[name]
     rng = np.random.default_rng(seed)
-    assignment = pd.Series("unused", index=frame.index)
+    assignment = pd.Series(UNUSED, index=frame.index)
     for k, (_, idx) in enumerate(strata):
         order = rng.permutation(np.asarray(sorted(idx)))
         start = 0
@@ -99,7 +100,7 @@ def match_training_part(fold: pd.DataFrame, volumes: pd.Series, label: Label, wh
             "matching cannot control size here; use tensors.regress_out (README, 'Brain size')"
         )
     out = fold.copy()
-    out.loc[(out["set"] == "train") & ~out["subject"].isin(keep), "set"] = "unused"
+    out.loc[(out["set"] == "train") & ~out["subject"].isin(keep), "set"] = UNUSED
     return out
 
 
@@ -194,13 +195,15 @@ def split_cohort_files(
         from dmriscope.brain_size import read_volumes
 
         volumes = read_volumes(match_train_volumes)
-        where = (lambda k: f"fold {k}: ") if scheme == "kfold" else (lambda k: "")
-        per_fold = [match_training_part(fold, volumes, group, where(k)) for k, fold in enumerate(per_fold)]
+        per_fold = [
+            match_training_part(fold, volumes, group, f"fold {k}: " if scheme == "kfold" else "")
+            for k, fold in enumerate(per_fold)
+        ]
         split = split if scheme == "kfold" else per_fold[0]
     if len(per_fold) != len(fold_paths):
         raise InputError(f"config key 'split.scheme': {scheme} gives {len(per_fold)} folds, {len(fold_paths)} asked")
     if len(left_out):
-        unused = left_out.assign(set="unused")
+        unused = left_out.assign(set=UNUSED)
         split = pd.concat([split, unused.assign(fold=-1) if "fold" in split else unused]).sort_values("subject")
         per_fold = [pd.concat([f, unused]).sort_values("subject").reset_index(drop=True) for f in per_fold]
     for k, fold in enumerate(per_fold):
