@@ -17,7 +17,6 @@ rule register_fa:
         affine="results/registered/sub-{subject}/xfm_affine.mat",
         warp="results/registered/sub-{subject}/xfm_warp.nii.gz",
         qc_tsv="results/registered/sub-{subject}/qc.tsv",
-        qc_png="results/qc/registration/sub-{subject}.png",
     log:
         "logs/register_fa/sub-{subject}.log",
     benchmark:
@@ -35,3 +34,26 @@ rule register_fa:
         registration=config["registration"],
     script:
         "../workflow_scripts/register_fa.py"
+
+
+# One job draws every subject's QC figure: matplotlib's import and first figure cost a per-subject job ~0.5 s of CPU.
+rule render_registration_qc:
+    input:
+        registered=expand(
+            "results/registered/sub-{subject}/FA.nii.gz", subject=SUBJECTS
+        ),
+        qc_tsvs=expand("results/registered/sub-{subject}/qc.tsv", subject=SUBJECTS),
+        template="results/template/template_FA.nii.gz",
+    output:
+        pngs=expand("results/qc/registration/sub-{subject}.png", subject=SUBJECTS),
+    log:
+        "logs/render_registration_qc/render_registration_qc.log",
+    benchmark:
+        "benchmarks-out/render_registration_qc/render_registration_qc.tsv"
+    conda:
+        "../envs/dmriscope.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../workflow_scripts/render_registration_qc.py"

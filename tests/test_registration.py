@@ -23,7 +23,7 @@ from dmriscope.registration import (
     write_identity_affine,
     write_identity_warp,
 )
-from dmriscope.registration_qc import masked_correlation, resample_by_header
+from dmriscope.registration_qc import masked_correlation, render_overlays, resample_by_header
 
 SHAPE = (32, 32, 32)
 VOXEL_MM = 4.0
@@ -72,12 +72,9 @@ def run_register(tmp: Path, moving: Path, template: Path, name: str, **kwargs) -
             ("affine", ".mat"),
             ("warp", ".nii.gz"),
             ("qc_tsv", ".tsv"),
-            ("qc_png", ".png"),
         )
     }
-    row = register_fa(
-        moving, template, out["fa"], out["affine"], out["warp"], out["qc_tsv"], out["qc_png"], subject=name, **kwargs
-    )
+    row = register_fa(moving, template, out["fa"], out["affine"], out["warp"], out["qc_tsv"], subject=name, **kwargs)
     return row, out
 
 
@@ -121,8 +118,36 @@ def test_syn_undoes_a_known_deformation(syn, images):
     assert np.asarray(registered.dataobj).min() >= 0
     template = np.asarray(nib.load(images["template"]).dataobj)
     assert tsv.loc[0, "n_voxels"] == int((template > 0).sum())
-    assert out["qc_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert nib.load(out["warp"]).shape[-1] == 3  # a vector displacement field
+
+
+def test_qc_figures_for_every_subject(syn, images, tmp_path):
+    (_, out), (_, affine) = (
+        syn,
+        run_register(images["tmp"], images["moving"], images["template"], "aff", ants_transform="Affine"),
+    )
+    pngs = [tmp_path / "qc" / "syn.png", tmp_path / "qc" / "aff.png"]
+    render_overlays(
+        registered=[out["fa"], affine["fa"]],
+        qc_tsvs=[out["qc_tsv"], affine["qc_tsv"]],
+        template=images["template"],
+        pngs=pngs,
+    )
+    assert all(png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for png in pngs)
+    assert pngs[0].read_bytes() != pngs[1].read_bytes()  # each subject's own map and title
+    small = tmp_path / "small.nii.gz"
+    save_nifti(np.ones((8, 8, 8)), AFFINE, small)
+    broken = tmp_path / "broken.tsv"
+    broken.write_text("subject\n")
+    for registered, qc_tsv, pattern in (
+        (small, out["qc_tsv"], "small.nii.gz.*template grid"),
+        (out["fa"], broken, "broken.tsv"),
+    ):
+        with pytest.raises(InputError, match=pattern):
+            render_overlays(
+                registered=[registered], qc_tsvs=[qc_tsv], template=images["template"], pngs=[tmp_path / "x.png"]
+            )
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_unrelated_image_does_not_reach_the_bound(images):

@@ -1,4 +1,4 @@
-"""Rule register_fa: one subject's FA onto the FA template (transforms, QC TSV + PNG), then MD and MK carried along."""
+"""Rule register_fa: one subject's FA onto the FA template (transforms, QC TSV), then MD and MK carried along."""
 
 from dmriscope.io import run_script
 from dmriscope.registration import register_subject
@@ -15,7 +15,6 @@ if __name__ == "__main__":
         out_affine=snakemake.output.affine,
         out_warp=snakemake.output.warp,
         qc_tsv=snakemake.output.qc_tsv,
-        qc_png=snakemake.output.qc_png,
         registration=snakemake.params.registration,
         threads=snakemake.threads,
         subject=f"sub-{snakemake.wildcards.subject}",

@@ -15,6 +15,11 @@ non-negative; interpolation at the brain edge can leave tiny negative values). D
 antsRegistration's ``--random-seed``; ITK's thread count comes from ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, which
 ITK reads once per process, so `set_itk_threads` must run before the first ITK call. Bit-identical results across
 runs are guaranteed with 1 thread (more threads may change the floating-point summation order).
+
+`import_ants` imports antspyx without five subpackages that its ``__init__`` imports eagerly and dmriscope never
+calls (``learn``, ``plotting``, ``deeplearn``, ``contrib``, ``segmentation``: statsmodels' formula API, scikit-learn
+and matplotlib behind them), ~0.7 s of CPU in every register_fa job (README, "Benchmarks"). They stay importable
+(``import ants.plotting``); only their names are missing from the ``ants`` namespace.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import nibabel as nib
@@ -69,9 +76,36 @@ def check_backend(backend: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------- ants
+UNUSED_ANTS_PACKAGES = ("learn", "plotting", "deeplearn", "contrib", "segmentation")
+
+
+def import_ants() -> ModuleType:
+    """antspyx, imported without `UNUSED_ANTS_PACKAGES`: empty placeholders stand in for them while ``ants``
+    initialises (its ``from .learn import *`` then imports nothing) and are removed again afterwards, so an explicit
+    ``import ants.learn`` later loads the real subpackage."""
+    if "ants" in sys.modules:
+        return sys.modules["ants"]
+    placeholders = {}
+    for name in UNUSED_ANTS_PACKAGES:
+        placeholder = ModuleType(f"ants.{name}", "placeholder while dmriscope imports antspyx")
+        placeholder.__all__ = []
+        placeholders[placeholder.__name__] = placeholder
+    sys.modules.update(placeholders)
+    try:
+        import ants
+    finally:
+        for name, placeholder in placeholders.items():
+            if sys.modules.get(name) is placeholder:
+                del sys.modules[name]
+    for name in UNUSED_ANTS_PACKAGES:
+        if getattr(ants, name, None) is placeholders[f"ants.{name}"]:
+            delattr(ants, name)
+    return ants
+
+
 def _to_ants(data: np.ndarray, affine: np.ndarray) -> Any:
     """A 3D array with its RAS affine (nibabel convention) as an ANTsImage (LPS physical space)."""
-    import ants
+    ants = import_ants()
 
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
     img.header.set_xyzt_units("mm", "sec")
@@ -93,7 +127,7 @@ def ants_register(
     Transform files are written into `workdir`; the returned paths always hold an affine (.mat) and a warp
     (.nii.gz), identity ones where the transform type has no such stage.
     """
-    import ants
+    ants = import_ants()
     from ants.config import set_ants_deterministic
 
     # antspyx 0.6.3 reads the seed from its config (a `random_seed=` keyword is silently ignored);
@@ -127,14 +161,14 @@ def ants_register(
 
 def write_identity_affine(path: Path) -> None:
     """Write an identity ITK affine transform (.mat), for transform types without an affine stage."""
-    import ants
+    ants = import_ants()
 
     ants.write_transform(ants.create_ants_transform(transform_type="AffineTransform", dimension=3), str(path))
 
 
 def write_identity_warp(fixed: np.ndarray, fixed_affine: np.ndarray, path: Path) -> None:
     """Write an all-zero displacement field (shape fixed.shape + (3,), mm) on the template grid: the identity warp."""
-    import ants
+    ants = import_ants()
 
     fixed_img = _to_ants(fixed, fixed_affine)
     zero = np.zeros(fixed_img.shape + (3,), dtype=np.float32)
@@ -148,7 +182,7 @@ def ants_apply(
     data: np.ndarray, affine: np.ndarray, fixed: np.ndarray, fixed_affine: np.ndarray, transforms: Transforms
 ) -> np.ndarray:
     """Carry a native map (shape (X, Y, Z)) onto the template grid (fixed's shape) with linear interpolation."""
-    import ants
+    ants = import_ants()
 
     out = ants.apply_transforms(
         _to_ants(fixed, fixed_affine),
@@ -258,7 +292,6 @@ def register_fa(
     out_affine: str | os.PathLike,
     out_warp: str | os.PathLike,
     qc_tsv: str | os.PathLike,
-    qc_png: str | os.PathLike,
     *,
     backend: str = "ants",
     seed: int = 1,
@@ -267,11 +300,13 @@ def register_fa(
     threads: int = 1,
     subject: str = "",
 ) -> dict[str, Any]:
-    """Register one subject's FA to the template; write the registered FA, both transforms and the QC TSV + PNG.
+    """Register one subject's FA to the template; write the registered FA, both transforms and the QC TSV.
 
     Returns the QC row (correlations with the template inside template > 0, before = header-affine resampling only).
+    The QC figure is drawn for all subjects at once by `dmriscope.registration_qc.render_overlays` (rule
+    render_registration_qc), so no registration job imports matplotlib.
     """
-    from dmriscope.registration_qc import qc_row, save_overlay, write_qc_tsv
+    from dmriscope.registration_qc import qc_row, write_qc_tsv
 
     check_backend(backend)
     set_itk_threads(threads)
@@ -297,12 +332,6 @@ def register_fa(
         _copy_atomic(transforms.warp, out_warp)
     save_nifti(warped, fixed_affine, out_fa)
     write_qc_tsv(row, qc_tsv)
-    save_overlay(
-        warped,
-        fixed,
-        qc_png,
-        title=f"{subject or Path(fa).name}: r {row['corr_before']:.3f} -> {row['corr_after']:.3f}",
-    )
     log.info("registered %s: correlation with template %.3f -> %.3f", fa, row["corr_before"], row["corr_after"])
     return row
 
@@ -348,7 +377,6 @@ def register_subject(
     out_affine: str,
     out_warp: str,
     qc_tsv: str,
-    qc_png: str,
     registration: Mapping[str, Any],
     threads: int,
     subject: str,
@@ -357,7 +385,7 @@ def register_subject(
     MD and MK through the same transforms (`warp_maps`)."""
     backend = registration["backend"]
     register_fa(
-        fa, template, out_fa, out_affine, out_warp, qc_tsv, qc_png, backend=backend, seed=registration["seed"],
+        fa, template, out_fa, out_affine, out_warp, qc_tsv, backend=backend, seed=registration["seed"],
         ants_transform=registration["ants_transform"], fnirt_config=registration["fnirt_config"], threads=threads,
         subject=subject,
     )  # fmt: skip

@@ -1,5 +1,8 @@
 """Registration QC: correlation with the template before/after, and an edge overlay on three orthogonal slices.
 
+`render_overlays` draws the figures of all subjects in one process (rule render_registration_qc): matplotlib's
+import and first figure cost ~0.5 s of CPU, which a per-subject registration job would pay 240 (HCP: 1031) times.
+
 "Before" is the native FA resampled onto the template grid by its header affine alone (no registration), so the
 gain from before to after is what registration bought. Correlations are Pearson's r over the template brain
 (template > 0).
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import nibabel as nib
@@ -16,7 +20,7 @@ import numpy as np
 import pandas as pd
 from nibabel.processing import resample_from_to
 
-from dmriscope.io import atomic_path
+from dmriscope.io import InputError, atomic_path, load_nifti, progress
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +121,31 @@ def save_overlay(registered: np.ndarray, template: np.ndarray, path: str | os.Pa
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def _title(qc_tsv: str | os.PathLike) -> str:
+    """'sub-X: r before -> after' from a subject's QC TSV (`write_qc_tsv`); InputError naming a broken file."""
+    try:
+        row = pd.read_csv(qc_tsv, sep="\t").iloc[0]
+        return f"{row['subject']}: r {row['corr_before']:.3f} -> {row['corr_after']:.3f}"
+    except (OSError, IndexError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{qc_tsv}: not a registration QC table ({type(exc).__name__}: {exc})") from None
+
+
+def render_overlays(
+    *,
+    registered: Sequence[str | os.PathLike],
+    qc_tsvs: Sequence[str | os.PathLike],
+    template: str | os.PathLike,
+    pngs: Sequence[str | os.PathLike],
+) -> None:
+    """Rule render_registration_qc: `save_overlay` of every subject (registered FA i, its QC TSV i -> PNG i)."""
+    if not len(registered) == len(qc_tsvs) == len(pngs):
+        raise ValueError(f"{len(registered)} registered maps, {len(qc_tsvs)} QC tables and {len(pngs)} figures")
+    template_data, _ = load_nifti(template, ndim=3)
+    for fa, qc_tsv, png in progress(list(zip(registered, qc_tsvs, pngs)), desc="QC figures"):
+        data, _ = load_nifti(fa, ndim=3)
+        if data.shape != template_data.shape:
+            raise InputError(f"{fa}: shape {data.shape} is not the template grid {template_data.shape} of {template}")
+        save_overlay(data, template_data, png, title=_title(qc_tsv))
+    log.info("drew %d registration QC figures", len(pngs))
