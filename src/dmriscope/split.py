@@ -29,6 +29,7 @@ from dmriscope.label import SEX, Label
 log = logging.getLogger(__name__)
 SETS = ("train", "val", "test")
 UNUSED = "unused"  # the set of a subject a split, or one fold of it, leaves out
+CV = "cv"  # the set of every subject of a kfold split in split.tsv (its fold tables give train/val/test)
 
 
 def _largest_remainder(target: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
@@ -131,7 +132,7 @@ def kfold_split(
     frame = participants.sort_values("subject").reset_index(drop=True)
     keys = frame[list(strata)].astype(str).agg("_".join, axis=1).to_numpy()
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    frame["set"], frame["fold"] = "cv", -1
+    frame["set"], frame["fold"] = CV, -1
     with warnings.catch_warnings(record=True) as caught:  # a stratum smaller than k: folds differ in it by one
         warnings.simplefilter("always")
         parts = list(splitter.split(frame, keys))
@@ -263,8 +264,8 @@ def _groups(
 ) -> tuple[pd.DataFrame, list[tuple[str, pd.DataFrame]]]:
     """The used subjects (with ``volume`` in cm³ when ``volumes`` are given) and their sets (train/val/test, or the
     test folds of a kfold split)."""
-    kfold = "fold" in split.columns and (split["set"] == "cv").any()
-    used = split[split["set"].isin(("cv",) if kfold else SETS)].copy()
+    kfold = "fold" in split.columns and (split["set"] == CV).any()
+    used = split[split["set"].isin((CV,) if kfold else SETS)].copy()
     if volumes is not None:
         used["volume"] = volumes.reindex(used["subject"]).to_numpy() / 1000.0
     groups = (

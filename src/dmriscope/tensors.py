@@ -35,12 +35,11 @@ from torch.utils.data import Dataset
 from dmriscope.io import InputError, atomic_path, load_nifti, progress
 from dmriscope.label import SEX, Label
 from dmriscope.normalise import BoundNormaliser, Normaliser
+from dmriscope.split import CV, SETS
 
 log = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ["row", "subject", "set", "group", "age_bin", "label"]  # group: the label's value (M/F, ...)
-SETS = ("train", "val", "test")
-CV = "cv"  # the set of every subject of a kfold split in split.tsv (its fold tables give train/val/test)
 
 
 def grid_slices(shape: Sequence[int], grid: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
