@@ -112,11 +112,11 @@ def test_volume_matching_removes_the_size_difference(tmp_path):
     series.rename("brain_volume_mm3").rename_axis("subject").reset_index().to_csv(table, sep="\t", index=False)
     split_cohort_files(participants=str(path), split_path=str(tmp_path / "s.tsv"), digest_path=str(tmp_path / "d"),
                        fold_paths=[str(tmp_path / f"f{k}.tsv") for k in range(3)], scheme="kfold", n_val=6, seed=0,
-                       match_volumes=str(table))  # fmt: skip
+                       match="volume", volumes=str(table))  # fmt: skip
     split = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype={"subject": str})
     assert sorted(split.loc[split["set"] == "cv", "subject"]) == kept and len(split) == 300
     assert set(split.loc[split["set"] == "unused", "fold"]) == {-1}
     with pytest.raises(InputError, match="after volume matching"):
         split_cohort_files(participants=str(path), split_path=str(tmp_path / "h.tsv"), digest_path=str(tmp_path / "e"),
                            fold_paths=[str(tmp_path / "h0.tsv")], counts=(200, 20, 60),
-                           match_volumes=str(table))  # fmt: skip
+                           match="volume", volumes=str(table))  # fmt: skip

@@ -49,7 +49,9 @@ def test_the_training_part_is_matched_and_every_test_subject_kept(tmp_path):
     participants, table = write_inputs(tmp_path)
     volumes = read_volumes(table)
     plain_split, plain = split(tmp_path, participants, "plain", counts=(150, 30, 120))
-    matched_split, matched = split(tmp_path, participants, "m", counts=(150, 30, 120), match_train_volumes=table)
+    matched_split, matched = split(
+        tmp_path, participants, "m", counts=(150, 30, 120), match="volume_train", volumes=table
+    )
     for name in ("val", "test"):  # the same subjects as the unmatched split
         assert (
             plain.loc[plain["set"] == name, "subject"].tolist()
@@ -73,7 +75,9 @@ def test_the_training_part_is_matched_and_every_test_subject_kept(tmp_path):
 
 def test_kfold_matches_each_fold_and_tests_everyone_once(tmp_path):
     participants, table = write_inputs(tmp_path)
-    cv, *folds = split(tmp_path, participants, "k", scheme="kfold", folds=3, n_val=10, match_train_volumes=table)
+    cv, *folds = split(
+        tmp_path, participants, "k", scheme="kfold", folds=3, n_val=10, match="volume_train", volumes=table
+    )
     tested = pd.concat([f.loc[f["set"] == "test", "subject"] for f in folds])
     assert sorted(tested) == sorted(cv["subject"]) and not tested.duplicated().any()
     store = cv[["subject"]].assign(row=np.arange(len(cv)), set="cv", group=cv["sex"], age_bin="22-25", label=0)
@@ -86,7 +90,7 @@ def test_kfold_matches_each_fold_and_tests_everyone_once(tmp_path):
 def test_volumes_that_do_not_overlap_stop_with_the_key(tmp_path):
     participants, table = write_inputs(tmp_path, ratio=1.5)
     with pytest.raises(InputError, match=r"config key 'split.match': volume matching keeps \d+ pairs .*regress_out"):
-        split(tmp_path, participants, "x", counts=(150, 30, 120), match_train_volumes=table)
+        split(tmp_path, participants, "x", counts=(150, 30, 120), match="volume_train", volumes=table)
     assert not (tmp_path / "x.tsv").exists()
 
 

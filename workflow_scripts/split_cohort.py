@@ -16,8 +16,8 @@ if __name__ == "__main__":
         counts=list(snakemake.params.counts),
         n_val=int(snakemake.params.n_val),
         seed=int(snakemake.params.seed),
-        match_volumes=snakemake.input.volumes if snakemake.params.match == "volume" else None,
-        match_train_volumes=snakemake.input.volumes if snakemake.params.match == "volume_train" else None,
+        match=snakemake.params.match,
+        volumes=snakemake.input.volumes if snakemake.params.match != "none" else None,
         age_bins=[list(b) for b in snakemake.params.age_bins],
         stratify=list(snakemake.params.stratify),
     )

@@ -29,6 +29,7 @@ from dmriscope.label import SEX, Label
 log = logging.getLogger(__name__)
 SETS = ("train", "val", "test")
 UNUSED = "unused"  # the set of a subject a split, or one fold of it, leaves out
+MATCHES = ("none", "volume", "volume_train")  # config split.match
 CV = "cv"  # the set of every subject of a kfold split in split.tsv (its fold tables give train/val/test)
 
 
@@ -167,37 +168,40 @@ def split_cohort_files(
     counts: Sequence[int] = (),
     n_val: int = 0,
     seed: int = 0,
-    match_volumes: str | None = None,
-    match_train_volumes: str | None = None,
+    match: str = "none",
+    volumes: str | None = None,
     label: Mapping | None = None,
     age_bins: Sequence[Sequence[int]] = AGE_BIN_EDGES,
     stratify: Sequence[str] = ("age_bin",),
 ) -> None:
     """Read and validate participants.tsv, split (holdout: ``counts``; kfold: ``len(fold_paths)`` folds, ``n_val``
     inner validation subjects), check every fold, write split.tsv, one train/val/test table per fold and the SHA-256
-    of them all (models record it). ``match_volumes`` (brain_volumes.tsv; config ``split.match: volume``): only
-    the volume-matched pairs of the two groups are split, the other subjects are ``unused``;
-    ``match_train_volumes`` (``split.match: volume_train``): each fold's training part is matched instead
-    (`match_training_part`). ``label`` (config
+    of them all (models record it). ``match`` (config ``split.match``) with ``volumes`` (brain_volumes.tsv):
+    ``volume``, only the volume-matched pairs of the two groups are split, the other subjects are ``unused``;
+    ``volume_train``, each fold's training part is matched instead (`match_training_part`). ``label`` (config
     section ``label``; default sex) and ``stratify`` (config ``split.stratify``) set the strata."""
+    if match not in MATCHES or (match != "none") != (volumes is not None):
+        raise ValueError(
+            f"split.match {match!r} with volumes {volumes!r}: expected one of {MATCHES}, volumes with a match"
+        )
     group = Label.from_config(label)
     strata = (group.column, *stratify)
-    table, left_out = _cohort_table(participants, group, age_bins, stratify, match_volumes)
+    table, left_out = _cohort_table(participants, group, age_bins, stratify, volumes if match == "volume" else None)
     if scheme == "kfold":
         split, per_fold = kfold_split(table, len(fold_paths), n_val, seed, strata)
     else:
         try:
             split, per_fold = holdout_split(table, counts, seed, strata)
         except ValueError as exc:
-            matched = " after volume matching" if match_volumes is not None else ""
+            matched = " after volume matching" if match == "volume" else ""
             hint = "give smaller counts or use split.scheme kfold"
             raise InputError(f"config key 'split': {exc}{matched}; {hint}") from None
-    if match_train_volumes is not None:
+    if match == "volume_train":
         from dmriscope.brain_size import read_volumes
 
-        volumes = read_volumes(match_train_volumes)
+        volume_table = read_volumes(volumes)
         per_fold = [
-            match_training_part(fold, volumes, group, f"fold {k}: " if scheme == "kfold" else "")
+            match_training_part(fold, volume_table, group, f"fold {k}: " if scheme == "kfold" else "")
             for k, fold in enumerate(per_fold)
         ]
         split = split if scheme == "kfold" else per_fold[0]
