@@ -274,7 +274,7 @@ def subject_dwi(anatomy: dict, synthetic: dict, seed: int, bvals: np.ndarray, bv
     pure (Rayleigh) noise.
     """
     mask = anatomy["mask"]
-    dwi = np.zeros((*mask.shape, len(bvals)), dtype=np.float32)
+    dwi = np.zeros((*mask.shape, len(bvals)), dtype=np.float32, order="F")  # NIfTI order: volumes contiguous
     dwi[mask] = ms.dki_signal(anatomy["D"], anatomy["W"], anatomy["s0"], bvals, bvecs)
     sigma = 0.0 if synthetic["noiseless"] else ms.S0_WM / synthetic["snr"]
     if sigma > 0:
