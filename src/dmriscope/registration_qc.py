@@ -90,37 +90,65 @@ def _slices(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray
     return [volume[i, :, :].T, volume[:, j, :].T, volume[:, :, k].T]
 
 
+class OverlayFigure:
+    """The QC figure of one template, drawn once and saved for subject after subject.
+
+    Three orthogonal slices through the template brain's centre of mass: a subject's registered FA in grey, with
+    the template's brain outline (template > 0) and its high-FA contour (halfway between the brain's median and 95th
+    percentile) on top. The template's contours and the layout are the same for every subject, so `save` only swaps
+    the image data, its grey range and the title (~4x faster per subject than drawing the figure anew).
+    """
+
+    def __init__(self, template: np.ndarray) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from scipy import ndimage
+
+        self.mask = template > 0
+        self.centre = tuple(round(c) for c in ndimage.center_of_mass(self.mask))
+        inside = template[self.mask]
+        self.high = float(0.5 * (np.median(inside) + np.percentile(inside, 95)))  # between typical and bright FA
+        self.fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+        self.images = []
+        for ax, tpl, name in zip(axes, _slices(template, self.centre), ("sagittal", "coronal", "axial")):
+            self.images.append(ax.imshow(np.zeros_like(tpl), cmap="gray", origin="lower", interpolation="nearest"))
+            if np.ptp(tpl) > 0:
+                ax.contour((tpl > 0).astype(float), levels=[0.5], colors="tab:red", linewidths=0.8)
+                if tpl.max() > self.high:
+                    ax.contour(tpl, levels=[self.high], colors="tab:cyan", linewidths=0.6)
+            ax.set_title(name)
+            ax.axis("off")
+        self.title = self.fig.suptitle(self._title("sub-X: r 0.000 -> 0.000"), fontsize=9)
+        self.fig.tight_layout()
+
+    def _title(self, title: str) -> str:
+        return f"{title}\nred: template brain outline, cyan: template FA >= {self.high:.2f}"
+
+    def save(self, registered: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
+        """PNG of `registered` (the template's grid) at `path`, written atomically."""
+        vmax = float(np.percentile(registered[self.mask], 99.5)) or 1.0
+        for image, data in zip(self.images, _slices(registered, self.centre)):
+            image.set_data(data)
+            image.set_clim(0, vmax)
+        self.title.set_text(self._title(title))
+        with atomic_path(path) as tmp:
+            self.fig.savefig(tmp, dpi=100, format="png")
+
+    def close(self) -> None:
+        import matplotlib.pyplot as plt
+
+        plt.close(self.fig)
+
+
 def save_overlay(registered: np.ndarray, template: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
-    """PNG: registered FA (grey) on three orthogonal slices through the template brain's centre of mass, with the
-    template's brain outline (template > 0) and its high-FA contour (halfway between the brain's median and
-    95th percentile) on top."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import ndimage
-
-    mask = template > 0
-    centre = tuple(round(c) for c in ndimage.center_of_mass(mask))
-    inside = template[mask]
-    high = float(0.5 * (np.median(inside) + np.percentile(inside, 95)))  # between typical and bright FA
-    vmax = float(np.percentile(registered[mask], 99.5)) or 1.0
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
-    for ax, img, tpl, name in zip(
-        axes, _slices(registered, centre), _slices(template, centre), ("sagittal", "coronal", "axial")
-    ):
-        ax.imshow(img, cmap="gray", origin="lower", vmin=0, vmax=vmax, interpolation="nearest")
-        if np.ptp(tpl) > 0:
-            ax.contour((tpl > 0).astype(float), levels=[0.5], colors="tab:red", linewidths=0.8)
-            if tpl.max() > high:
-                ax.contour(tpl, levels=[high], colors="tab:cyan", linewidths=0.6)
-        ax.set_title(name)
-        ax.axis("off")
-    fig.suptitle(f"{title}\nred: template brain outline, cyan: template FA >= {high:.2f}", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    """One subject's QC figure (`OverlayFigure`) at `path`."""
+    figure = OverlayFigure(template)
+    try:
+        figure.save(registered, path, title)
+    finally:
+        figure.close()
 
 
 def _title(qc_tsv: str | os.PathLike) -> str:
@@ -143,9 +171,15 @@ def render_overlays(
     if not len(registered) == len(qc_tsvs) == len(pngs):
         raise ValueError(f"{len(registered)} registered maps, {len(qc_tsvs)} QC tables and {len(pngs)} figures")
     template_data, _ = load_nifti(template, ndim=3)
-    for fa, qc_tsv, png in progress(list(zip(registered, qc_tsvs, pngs)), desc="QC figures"):
-        data, _ = load_nifti(fa, ndim=3)
-        if data.shape != template_data.shape:
-            raise InputError(f"{fa}: shape {data.shape} is not the template grid {template_data.shape} of {template}")
-        save_overlay(data, template_data, png, title=_title(qc_tsv))
+    figure = OverlayFigure(template_data)
+    try:
+        for fa, qc_tsv, png in progress(list(zip(registered, qc_tsvs, pngs)), desc="QC figures"):
+            data, _ = load_nifti(fa, ndim=3)
+            if data.shape != template_data.shape:
+                raise InputError(
+                    f"{fa}: shape {data.shape} is not the template grid {template_data.shape} of {template}"
+                )
+            figure.save(data, png, title=_title(qc_tsv))
+    finally:
+        figure.close()
     log.info("drew %d registration QC figures", len(pngs))
