@@ -17,8 +17,8 @@ ITK reads once per process, so `set_itk_threads` must run before the first ITK c
 runs are guaranteed with 1 thread (more threads may change the floating-point summation order).
 
 `import_ants` imports antspyx without five subpackages that its ``__init__`` imports eagerly and dmriscope never
-calls (``learn``, ``plotting``, ``deeplearn``, ``contrib``, ``segmentation``: statsmodels' formula API, scikit-learn
-and matplotlib behind them), ~0.7 s of CPU in every register_fa job (README, "Benchmarks"). They stay importable
+calls (``learn``, ``plotting``, ``deeplearn``, ``contrib``, ``segmentation``, with scikit-learn and matplotlib
+behind them), ~0.7 s of CPU in every register_fa job (README, "Benchmarks"). They stay importable
 (``import ants.plotting``); only their names are missing from the ``ants`` namespace.
 """
 
