@@ -92,6 +92,10 @@ def test_volumes_that_do_not_overlap_stop_with_the_key(tmp_path):
     with pytest.raises(InputError, match=r"config key 'split.match': volume matching keeps \d+ pairs .*regress_out"):
         split(tmp_path, participants, "x", counts=(150, 30, 120), match="volume_train", volumes=table)
     assert not (tmp_path / "x.tsv").exists()
+    for match, volumes in (("volume_train", None), ("none", table), ("volumes", table)):
+        with pytest.raises(ValueError, match="split.match"):
+            split(tmp_path, participants, "y", counts=(150, 30, 120), match=match, volumes=volumes)
+    assert not (tmp_path / "y.tsv").exists()
 
 
 def toy(seed: int, signal: float, n: int = 600, features: int = 120) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
