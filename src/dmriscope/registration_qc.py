@@ -120,10 +120,10 @@ class OverlayFigure:
                     ax.contour(tpl, levels=[self.high], colors="tab:cyan", linewidths=0.6)
             ax.set_title(name)
             ax.axis("off")
-        self.title = self.fig.suptitle(self._title("sub-X: r 0.000 -> 0.000"), fontsize=9)
+        self.title = self.fig.suptitle(self._caption("sub-X: r 0.000 -> 0.000"), fontsize=9)
         self.fig.tight_layout()
 
-    def _title(self, title: str) -> str:
+    def _caption(self, title: str) -> str:
         return f"{title}\nred: template brain outline, cyan: template FA >= {self.high:.2f}"
 
     def save(self, registered: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
@@ -132,7 +132,7 @@ class OverlayFigure:
         for image, data in zip(self.images, _slices(registered, self.centre)):
             image.set_data(data)
             image.set_clim(0, vmax)
-        self.title.set_text(self._title(title))
+        self.title.set_text(self._caption(title))
         with atomic_path(path) as tmp:
             self.fig.savefig(tmp, dpi=100, format="png")
 
@@ -142,16 +142,7 @@ class OverlayFigure:
         plt.close(self.fig)
 
 
-def save_overlay(registered: np.ndarray, template: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
-    """One subject's QC figure (`OverlayFigure`) at `path`."""
-    figure = OverlayFigure(template)
-    try:
-        figure.save(registered, path, title)
-    finally:
-        figure.close()
-
-
-def _title(qc_tsv: str | os.PathLike) -> str:
+def _qc_title(qc_tsv: str | os.PathLike) -> str:
     """'sub-X: r before -> after' from a subject's QC TSV (`write_qc_tsv`); InputError naming a broken file."""
     try:
         row = pd.read_csv(qc_tsv, sep="\t").iloc[0]
@@ -167,7 +158,7 @@ def render_overlays(
     template: str | os.PathLike,
     pngs: Sequence[str | os.PathLike],
 ) -> None:
-    """Rule render_registration_qc: `save_overlay` of every subject (registered FA i, its QC TSV i -> PNG i)."""
+    """Rule render_registration_qc: the `OverlayFigure` of every subject (registered FA i, its QC TSV i -> PNG i)."""
     if not len(registered) == len(qc_tsvs) == len(pngs):
         raise ValueError(f"{len(registered)} registered maps, {len(qc_tsvs)} QC tables and {len(pngs)} figures")
     template_data, _ = load_nifti(template, ndim=3)
@@ -179,7 +170,7 @@ def render_overlays(
                 raise InputError(
                     f"{fa}: shape {data.shape} is not the template grid {template_data.shape} of {template}"
                 )
-            figure.save(data, png, title=_title(qc_tsv))
+            figure.save(data, png, title=_qc_title(qc_tsv))
     finally:
         figure.close()
     log.info("drew %d registration QC figures", len(pngs))
