@@ -19,8 +19,8 @@ import pandas as pd
 from dmriscope.brain_size import read_volumes
 from dmriscope.io import InputError, atomic_path, progress
 from dmriscope.normalise import MODES, RunningMoments, regressed_statistics, voxel_statistics, write_norm
-from dmriscope.split import UNUSED
-from dmriscope.tensors import SETS, read_index
+from dmriscope.split import SETS, UNUSED
+from dmriscope.tensors import read_index
 
 log = logging.getLogger(__name__)
 REGRESS_OUT = ("brain_volume",)  # config key tensors.regress_out: the covariates a fold can regress out

@@ -201,8 +201,7 @@ def split_cohort_files(
 
         volume_table = read_volumes(volumes)
         per_fold = [
-            match_training_part(fold, volume_table, group, f"fold {k}: " if scheme == "kfold" else "")
-            for k, fold in enumerate(per_fold)
+            match_training_part(fold, volume_table, group, _fold_label(scheme, k)) for k, fold in enumerate(per_fold)
         ]
         split = split if scheme == "kfold" else per_fold[0]
     if len(per_fold) != len(fold_paths):
@@ -215,8 +214,9 @@ def split_cohort_files(
         try:
             check_split(fold, group)
         except ValueError as exc:
-            where = f"fold {k}: " if scheme == "kfold" else ""
-            raise InputError(f"config key 'split': {where}{exc}; use larger n_val/n_test or fewer folds") from None
+            raise InputError(
+                f"config key 'split': {_fold_label(scheme, k)}{exc}; use larger n_val/n_test or fewer folds"
+            ) from None
     digest = hashlib.sha256()
     for frame, path in ((split, split_path), *zip(per_fold, fold_paths, strict=True)):
         with atomic_path(path) as tmp:
@@ -225,6 +225,11 @@ def split_cohort_files(
     with atomic_path(digest_path) as tmp:
         Path(tmp).write_text(f"{digest.hexdigest()}  {Path(split_path).name}\n")
     log.info("split %s (%s): %s (sha256 %s)", split_path, scheme, _sizes(per_fold), digest.hexdigest()[:12])
+
+
+def _fold_label(scheme: str, k: int) -> str:
+    """'fold k: ' before a message about fold k of a kfold split; nothing for a holdout split's one fold."""
+    return f"fold {k}: " if scheme == "kfold" else ""
 
 
 def _cohort_table(
