@@ -40,6 +40,8 @@ OVERLAYS = [
     ("match-train.yaml",),
     ("size-only-5.yaml", "match-train.yaml"),
     ("cohort-b.yaml", "kfold.yaml", "match-train.yaml"),
+    ("kfold.yaml", "seeds-3.yaml"),
+    ("null.yaml", "kfold.yaml", "seeds-3.yaml"),
 ]
 
 
@@ -94,4 +96,6 @@ def test_overlays_change_what_they_say(project_root):
     assert set(planted(cohort_c)).isdisjoint(planted(load_config(merged(project_root, ("cohort-b.yaml",)))))
     assert cohort_c["cohort"]["seed"] != base["cohort"]["seed"]
     assert seeds(load_config(merged(project_root, ("seeds.yaml",)))) == ["0", "1", "2", "3", "4"]
+    robust = load_config(merged(project_root, ("kfold.yaml", "seeds-3.yaml")))
+    assert seeds(robust) == ["0", "1", "2"] and robust["split"]["scheme"] == "kfold"
     assert seeds(copy.deepcopy(base)) == [str(base["train"]["seed"])]
