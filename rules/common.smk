@@ -13,6 +13,7 @@ from dmriscope.config import (
     seeds,
     split_counts,
 )
+from dmriscope.train_settings import rule_models_params, rule_train_params
 
 try:
     SUBJECTS = load_cohort(config)

@@ -34,8 +34,10 @@ rule train_model:
         mem_mb=config["train"]["mem_mb"],
         runtime=config["train"]["runtime"],
     params:
-        train=lambda wildcards: {**config["train"], "seed": int(wildcards.seed)},
-        models=config["models"],
+        train=lambda wildcards: rule_train_params(
+            config["train"], wildcards.model, wildcards.seed
+        ),
+        models=lambda wildcards: rule_models_params(config["models"], wildcards.model),
         grid=config["grid"],
         checkpoint_dir="results/checkpoints/{model}/{metric}/fold{fold}/seed{seed}",
     script:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -97,6 +98,26 @@ def test_tables_report_the_spread(kfold_run):
     pretraining = pd.read_csv(kfold_run / "results/tables/pretraining.tsv", sep="\t")
     assert sorted(pretraining["fold"].unique()) == [0, 1] and len(pretraining) == 3 * 2 * 2
     assert (kfold_run / "results/tables/truth_check.md").exists()
+
+
+def test_another_seed_or_model_trains_only_what_is_new(project_root, kfold_run, tmp_path):
+    """Adding a seed and a model to a finished run schedules only their trainings (Snakemake's default rerun
+    triggers, params included): train_model's params hold one training's settings, not the lists of models/seeds."""
+    extra = tmp_path / "more.yaml"
+    extra.write_text(
+        KFOLD.replace("seeds: [0, 1]", "seeds: [0, 1, 2]").replace("vit_finetune]", "vit_finetune, cnn3d]")
+    )
+    result = subprocess.run(
+        snakemake_command(project_root, kfold_run, "-n", extra_config=extra),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    trained = re.findall(r"rule train_model:.*?wildcards: model=(\w+), metric=\w+, fold=\d+, seed=(\d+)", log, re.S)
+    assert len(trained) == 2 * 3 * 2 + 1 * 3 * 2 * 3  # seed 2 of the two models, and cnn3d with three seeds
+    assert all(seed == "2" or model == "cnn3d" for model, seed in trained)
 
 
 def test_same_seed_same_machine_same_metrics(project_root, ci_run, tmp_path):

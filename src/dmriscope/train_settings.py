@@ -67,3 +67,20 @@ class TrainSettings:
 
 def settings_dict(settings: TrainSettings) -> dict:
     return asdict(settings)
+
+
+def rule_train_params(train_cfg: Mapping[str, Any], model: str, seed: int | str) -> dict:
+    """The ``train`` params of one train_model job: ``model``'s resolved settings for ``seed`` and nothing else.
+
+    Rule params are what Snakemake compares to decide that a finished job is out of date, so they hold only what the
+    training depends on. The whole ``train`` section there (the list of models and seeds, other models' overrides,
+    memory and runtime, the bootstrap settings of the summary) made adding a seed or a model retrain every model
+    already trained. Passing the result back through `TrainSettings.from_config` gives the same settings.
+    """
+    return settings_dict(TrainSettings.from_config({**train_cfg, "seed": int(seed)}, model))
+
+
+def rule_models_params(models_cfg: Mapping[str, Any], model: str) -> dict:
+    """The ``models`` params of one train_model job: the one config section `model_arch` reads for ``model``."""
+    name = REGISTRY_NAMES.get(model, model)
+    return {name: dict(models_cfg.get(name, {}))}
