@@ -10,10 +10,15 @@ from dmriscope.config import REGISTRY_NAMES
 from dmriscope.io import InputError
 
 
+def arch_section(model_name: str) -> str:
+    """The ``models`` config section that holds ``model_name``'s architecture (the ViT variants share ``vit``)."""
+    return REGISTRY_NAMES.get(model_name, model_name)
+
+
 def model_arch(model_name: str, models_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The architecture keywords of ``model_name``: its registry model's config section; the linear probe adds a
     feature BatchNorm before its head (MAE's linear-probing recipe, no parameter: `models.vit.ViTClassifier`)."""
-    arch = dict(models_cfg.get(REGISTRY_NAMES.get(model_name, model_name), {}))
+    arch = dict(models_cfg.get(arch_section(model_name), {}))
     if model_name == "vit_linprobe":
         arch["head_norm"] = True
     return arch
@@ -82,5 +87,5 @@ def rule_train_params(train_cfg: Mapping[str, Any], model: str, seed: int | str)
 
 def rule_models_params(models_cfg: Mapping[str, Any], model: str) -> dict:
     """The ``models`` params of one train_model job: the one config section `model_arch` reads for ``model``."""
-    name = REGISTRY_NAMES.get(model, model)
+    name = arch_section(model)
     return {name: dict(models_cfg.get(name, {}))}
