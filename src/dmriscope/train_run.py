@@ -19,12 +19,11 @@ from torch.utils.data import Dataset
 
 from dmriscope.augment import RegionOccluder
 from dmriscope.checkpoints import build_for_training, clear_checkpoints, fingerprint, save_atomic
-from dmriscope.config import REGISTRY_NAMES
 from dmriscope.device import make_deterministic, pick_device, torch_threads
 from dmriscope.engine import FitResult, fit
 from dmriscope.io import InputError, atomic_path
 from dmriscope.tensors import VolumeDataset, open_dataset
-from dmriscope.train_settings import TrainSettings, model_arch, settings_dict
+from dmriscope.train_settings import TrainSettings, arch_section, model_arch, settings_dict
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ def _metadata(
     n_positive = int(train_set.labels.sum())
     return {
         "model": model,
-        "registry_name": REGISTRY_NAMES.get(model, model),
+        "registry_name": arch_section(model),
         "arch": arch,
         "grid": grid,
         "norm": train_set.norm.summary or {"mean": train_set.norm.mean, "std": train_set.norm.std},

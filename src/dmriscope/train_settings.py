@@ -11,7 +11,8 @@ from dmriscope.io import InputError
 
 
 def arch_section(model_name: str) -> str:
-    """The ``models`` config section that holds ``model_name``'s architecture (the ViT variants share ``vit``)."""
+    """``model_name``'s registry model, which is also the ``models`` config section of its architecture (the ViT
+    variants share ``vit``)."""
     return REGISTRY_NAMES.get(model_name, model_name)
 
 
