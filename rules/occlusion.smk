@@ -78,6 +78,7 @@ rule test_union:
         "../envs/dmriscope.yaml"
     params:
         alpha=config["occlusion"]["alpha"],
+        min_models=config["occlusion"]["union_min_models"],
     script:
         "../workflow_scripts/test_union.py"
 

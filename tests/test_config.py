@@ -47,6 +47,7 @@ def test_defaults_are_filled(default_config):
         (lambda c: c.setdefault("label", {}).update(column="group"), "label.column"),  # synthetic: sex only
         (lambda c: c["cohort"].update(age_bins=[[22, 30], [30, 37]]), "cohort.age_bins"),  # 30 in two bins
         (lambda c: c.setdefault("bids", {}).update(mask="bet"), "bids.mask"),
+        (lambda c: c.setdefault("occlusion", {}).update(union_min_models=6), "occlusion.union_min_models"),  # > 5
     ],
 )
 def test_bad_config_names_the_key(default_config, edit, key):

@@ -17,6 +17,7 @@ from dmriscope.render.tables import write_table
 from dmriscope.stats import (
     adjust_pvalues,
     compare_models,
+    partial_conjunction,
     region_statistics,
     significant_regions,
     simes,
@@ -185,6 +186,37 @@ def test_simes_and_union_statistics_hand_case() -> None:
     assert sorted(union.index[union["significant_fdr"]]) == [3, 5]
     assert sorted(union.index[union["significant_raw"]]) == [3, 5, 9]
     assert (union["n_models"] == 2).all() and union.loc[9, "name"] == "r9"
+
+
+def test_partial_conjunction_hand_cases_and_simes() -> None:
+    """u = 1 is Simes, u = k the largest p; in between the Simes p of the k - u + 1 largest (Benjamini-Heller)."""
+    p = [0.001, 0.04, 0.03, 0.9]
+    assert partial_conjunction(p, 1) == pytest.approx(simes(p))
+    assert partial_conjunction(p, 4) == pytest.approx(0.9)
+    assert partial_conjunction(p, 2) == pytest.approx(0.06)  # Simes of 0.03, 0.04, 0.9: min(0.09, 0.06, 0.9)
+    assert partial_conjunction(p[:1], 2) == 1.0  # one model cannot show two
+
+
+def test_partial_conjunction_needs_two_models_and_holds_its_level() -> None:
+    """One model's strong p alone flags a region at u = 1, not at u = 2; and when only one of five models has
+    an effect (the partial-conjunction null for u = 2) the rejection rate stays at or below the level."""
+    assert partial_conjunction([1e-6, 0.5, 0.7, 0.8, 0.9], 1) < 1e-4
+    assert partial_conjunction([1e-6, 0.5, 0.7, 0.8, 0.9], 2) > 0.5
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=(4000, 5))
+    p[:, 0] = 1e-9  # one real effect
+    rate = np.mean([partial_conjunction(row, 2) < 0.05 for row in p])
+    assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(p))
+    assert np.mean([partial_conjunction(row, 1) < 0.05 for row in p]) == 1.0  # Simes rejects the global null
+
+
+def test_union_with_min_models_two() -> None:
+    """Model A alone flags 3, B alone 9, both 5: at least two models leaves 5 only; too many models is refused."""
+    union = union_statistics({"a": MODEL_A, "b": MODEL_B}, min_models=2).set_index("region")
+    assert sorted(union.index[union["significant_fdr"]]) == [5]
+    assert (union["min_models"] == 2).all() and union.loc[3, "p_raw"] == pytest.approx(0.6)
+    with pytest.raises(InputError, match="occlusion.union_min_models"):
+        union_statistics({"a": MODEL_A, "b": MODEL_B}, min_models=3)
 
 
 def test_union_file_is_the_union_of_one_metrics_models(tmp_path) -> None:

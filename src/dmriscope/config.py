@@ -170,6 +170,15 @@ def check_tensors(config: dict) -> None:
         )
 
 
+def check_occlusion(config: dict) -> None:
+    """The union over models cannot ask for more models than are trained."""
+    need, models = config["occlusion"]["union_min_models"], config["train"]["models"]
+    if need > len(models):
+        raise ConfigError(
+            f"config key 'occlusion.union_min_models': {need} is more than the {len(models)} train.models"
+        )
+
+
 def load_config(config: dict) -> dict:
     """Validate and complete the config in place; return it."""
     validate_schema(config)
@@ -178,6 +187,7 @@ def load_config(config: dict) -> dict:
     check_synthetic(config)
     check_label(config)
     check_tensors(config)
+    check_occlusion(config)
     return config
 
 
