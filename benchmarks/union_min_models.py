@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from dmriscope.stats import read_tsv, significant_regions, union_statistics
-from dmriscope.truth import planted_sex_regions, precision_recall
+from dmriscope.truth import planted_sex_regions, precision_recall, region_ids
 
 
 def region_tables(run: Path) -> dict[str, dict[str, pd.DataFrame]]:
@@ -37,10 +37,6 @@ def region_tables(run: Path) -> dict[str, dict[str, pd.DataFrame]]:
     if not tables:
         raise SystemExit(f"{run}: no results/occlusion/{{model}}/{{metric}}/regions.tsv")
     return tables
-
-
-def _ids(regions: set[int]) -> str:
-    return ", ".join(str(r) for r in sorted(regions)) or "-"
 
 
 def union_rows(run: Path, criterion: str) -> list[dict]:
@@ -61,8 +57,8 @@ def union_rows(run: Path, criterion: str) -> list[dict]:
                     "found": scores["n_significant"],
                     "precision": scores["precision"],
                     "recall": scores["recall"],
-                    "spurious": _ids(found - planted),
-                    "missed": _ids(planted - found),
+                    "spurious": region_ids(found - planted),
+                    "missed": region_ids(planted - found),
                 }
             )
     return rows

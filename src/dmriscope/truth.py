@@ -65,7 +65,8 @@ def precision_recall(planted: Iterable[int], found: Iterable[int]) -> dict[str, 
     }
 
 
-def _ids(regions: Iterable[int]) -> str:
+def region_ids(regions: Iterable[int]) -> str:
+    """Sorted region indices as '3, 5, 17', or '-' for none (the truth check's found / missed / spurious)."""
     return ", ".join(str(r) for r in sorted(regions)) or "-"
 
 
@@ -75,9 +76,9 @@ def _row(metric: str, model: str, criterion: str, planted: set[int], found: set[
         "model": model,
         "criterion": criterion,
         **precision_recall(planted, found),
-        "found": _ids(found & planted),
-        "missed": _ids(planted - found),
-        "spurious": _ids(found - planted),
+        "found": region_ids(found & planted),
+        "missed": region_ids(planted - found),
+        "spurious": region_ids(found - planted),
     }
 
 
