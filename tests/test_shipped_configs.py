@@ -98,4 +98,5 @@ def test_overlays_change_what_they_say(project_root):
     assert seeds(load_config(merged(project_root, ("seeds.yaml",)))) == ["0", "1", "2", "3", "4"]
     robust = load_config(merged(project_root, ("kfold.yaml", "seeds-3.yaml")))
     assert seeds(robust) == ["0", "1", "2"] and robust["split"]["scheme"] == "kfold"
+    assert robust["occlusion"]["union_min_models"] == 2 and base["occlusion"]["union_min_models"] == 1
     assert seeds(copy.deepcopy(base)) == [str(base["train"]["seed"])]
