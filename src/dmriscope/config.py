@@ -176,7 +176,7 @@ def check_occlusion(config: dict) -> None:
     if need > len(models):
         raise ConfigError(
             f"config key 'occlusion.union_min_models': {need} is more than the {len(models)} train.models "
-            f"(lower it, e.g. to 1, or train more models; configs/seeds-3.yaml sets 2)"
+            "(lower it, e.g. to 1, or train more models; configs/seeds-3.yaml sets 2)"
         )
 
 
