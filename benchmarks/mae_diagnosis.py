@@ -12,7 +12,8 @@ Runs on a finished tensor store (``results/tensors``, after `stack_tensors`) and
    training (epoch 0 of the 3D stage is the 2D encoder's transfer).
 3. **What the frozen encoder carries**: test AUC of an L2 logistic regression (scikit-learn, standardised
    features, C by 5-fold CV on the training set) on the class token and on the mean patch token, and the spread of
-   the test AUC of random directions in that feature space (what an untrained head reads).
+   the test AUC of random directions in that feature space (what an untrained head reads); and on every patch
+   token side by side (``tokens``), which keeps where in the volume a feature sits.
 
 Usage (2 threads, the default cohort's store; a few minutes per metric)::
 
@@ -158,7 +159,9 @@ def pretrain(results: Path, metric: str, out: Path, vit: dict, settings: dict, t
 
 @torch.no_grad()
 def features(results: Path, metric: str, checkpoint: Path | None, vit: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Class-token and mean-patch-token features (N, D) and labels per set, from a MAE encoder (None = random)."""
+    """Features and labels per set from a MAE encoder (None = random): the class token (N, D), the mean patch token
+    (N, D) and every patch token side by side (N, P x D, `tokens`: what a linear read-out of the patches could use
+    before pooling averages a local effect with every other patch)."""
     store = results / "tensors"
     arch = {k: v for k, v in vit.items() if k not in ("pool",)}
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -176,13 +179,16 @@ def features(results: Path, metric: str, checkpoint: Path | None, vit: dict) -> 
         data = fold_dataset(results, metric, [name])
         x = torch.from_numpy(stack(data))[:, None]
         out[name] = {pool: torch.cat([m.features(b) for b in x.split(16)]).numpy() for pool, m in models.items()}
+        backbone = models["cls"].backbone
+        tokens = [backbone.encode_tokens(backbone.embed(b))[:, 1:].flatten(1) for b in x.split(16)]
+        out[name]["tokens"] = torch.cat(tokens).numpy()
         out[name]["y"] = data.labels
     return out
 
 
 def probe_table(feats: dict, metric: str, source: str) -> list[dict]:
     rows = []
-    for pool in ("cls", "mean"):
+    for pool in ("cls", "mean", "tokens"):
         xtr, ytr, xte, yte = feats["train"][pool], feats["train"]["y"], feats["test"][pool], feats["test"]["y"]
         clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, scoring="roc_auc"))
         clf.fit(xtr, ytr)

@@ -50,7 +50,7 @@ def pretrained_encoder(paths: dict, folder) -> str:
     return str(folder / "3d.pt")
 
 
-def probe(effect: float, folder) -> tuple[float, dict, torch.nn.Module]:
+def probe(effect: float, folder, vit: dict = VIT) -> tuple[float, dict, torch.nn.Module]:
     paths = write_store(folder / "store", effect=effect)
     encoder = pretrained_encoder(paths, folder)
     out = folder / "model"
@@ -58,7 +58,7 @@ def probe(effect: float, folder) -> tuple[float, dict, torch.nn.Module]:
         train_model_files(
             model="vit_linprobe", tensor=paths["tensor"], index=paths["index"], norm=paths["norm"],
             brain_mask=paths["brain_mask"], split_digest=paths["split"], pretrained=encoder, train=TRAIN,
-            models={"vit": VIT}, grid=[6, 8, 8], checkpoint_dir=str(folder / "ck"), best=str(out / "best.pt"),
+            models={"vit": vit}, grid=[6, 8, 8], checkpoint_dir=str(folder / "ck"), best=str(out / "best.pt"),
             history=str(out / "history.jsonl"), hparams=str(out / "hparams.json"), threads=1,
         )  # fmt: skip
         model, info = load_model(out / "best.pt", "cpu")
@@ -78,6 +78,16 @@ def test_linear_probe_reads_a_local_pattern(with_pattern):
     norm = model.head[0]
     assert isinstance(norm, torch.nn.BatchNorm1d) and not norm.affine
     assert float(norm.running_var.min()) > 0 and int(norm.num_batches_tracked) == 0  # set by the fit, never updated
+
+
+@pytest.mark.parametrize("effect", [1.0, 0.0])
+def test_probe_on_every_patch_token_reads_a_local_pattern_and_not_noise(effect, tmp_path):
+    """``probe_pool: tokens``: the probe reads the 8 patch tokens side by side (8 x 32 features) through the same
+    BatchNorm + linear head, learns the local pattern and stays at chance without it."""
+    auc, info, model = probe(effect, tmp_path, {**VIT, "probe_pool": "tokens"})
+    assert info["arch"]["pool"] == "tokens" and "probe_pool" not in info["arch"]
+    assert model.head[1].in_features == 8 * VIT["dim"]
+    assert auc > 0.85 if effect else 0.25 < auc < 0.75
 
 
 def test_installed_head_reproduces_the_logistic_regression():

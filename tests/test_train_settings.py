@@ -61,6 +61,16 @@ def test_what_a_training_reads_changes_its_params(config):
     assert params(wider, "cnn2d") == params(config, "cnn2d")  # the ViT's width is not the CNN's business
 
 
+def test_probe_pool_is_the_linear_probe_s_alone():
+    models = {"vit": {"dim": 96, "pool": "mean", "probe_pool": "tokens"}}
+    assert model_arch("vit_linprobe", models) == {"dim": 96, "pool": "tokens", "head_norm": True}
+    assert model_arch("vit_finetune", models) == {"dim": 96, "pool": "mean"}  # no unknown keyword for build_vit
+    assert model_arch("vit_linprobe", {"vit": {"pool": "mean"}})["pool"] == "mean"  # unset: the ViTs' pool
+    other = {"vit": {**models["vit"], "probe_pool": "cls"}}
+    assert rule_models_params(other, "vit_scratch") == rule_models_params(models, "vit_scratch")  # not retrained
+    assert rule_models_params(other, "vit_linprobe") != rule_models_params(models, "vit_linprobe")
+
+
 def test_unknown_override_key_names_it(config):
     with pytest.raises(InputError, match="train.overrides.cnn2d"):
         rule_train_params({**config["train"], "overrides": {"cnn2d": {"learning_rate": 1}}}, "cnn2d", 0)

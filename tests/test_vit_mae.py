@@ -55,6 +55,26 @@ def test_forward_shapes_and_bad_input():
         build_model("vit", (36, 48, 48), dim=100, heads=6)
 
 
+def test_tokens_pool_reads_every_patch_token_in_place():
+    """pool='tokens': the head reads the N patch tokens side by side (N*D), so a change confined to one patch's
+    token reaches the head through that token's own weights, not through a mean over all patches."""
+    torch.manual_seed(0)
+    kw = {"dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "patch": (6, 8, 8)}
+    tokens, mean = build_model("vit", TINY_GRID, pool="tokens", **kw), build_model("vit", TINY_GRID, pool="mean", **kw)
+    mean.load_state_dict({k: v for k, v in tokens.state_dict().items() if not k.startswith("head")}, strict=False)
+    n = tokens.backbone.n_patches
+    assert n == 2 * 4 * 4 and tokens.head.in_features == n * 32
+    x = torch.randn(3, 1, *TINY_GRID)
+    with torch.no_grad():
+        flat, pooled = tokens.features(x), mean.features(x)
+        encoded = tokens.backbone.encode_tokens(tokens.backbone.embed(x))[:, 1:]
+    assert flat.shape == (3, n * 32) and tokens(x).shape == (3, 2)
+    torch.testing.assert_close(flat.reshape(3, n, 32), encoded)  # token k at features [32k, 32k + 32)
+    torch.testing.assert_close(flat.reshape(3, n, 32).mean(dim=1), pooled)
+    with pytest.raises(ValueError, match="pool must be one of cls, mean, tokens"):
+        build_model("vit", TINY_GRID, pool="max", **kw)
+
+
 def test_checkpointing_gives_the_same_output_and_gradients():
     torch.manual_seed(0)
     plain = build_model("vit", (12, 32, 32), **SMALL)

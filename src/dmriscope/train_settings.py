@@ -18,10 +18,14 @@ def arch_section(model_name: str) -> str:
 
 def model_arch(model_name: str, models_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The architecture keywords of ``model_name``: its registry model's config section; the linear probe adds a
-    feature BatchNorm before its head (MAE's linear-probing recipe, no parameter: `models.vit.ViTClassifier`)."""
+    feature BatchNorm before its head (MAE's linear-probing recipe, no parameter: `models.vit.ViTClassifier`) and
+    reads ``models.vit.probe_pool`` (default: the other ViTs' ``pool``)."""
     arch = dict(models_cfg.get(arch_section(model_name), {}))
+    probe_pool = arch.pop("probe_pool", None)
     if model_name == "vit_linprobe":
         arch["head_norm"] = True
+        if probe_pool is not None:
+            arch["pool"] = probe_pool
     return arch
 
 
@@ -87,6 +91,10 @@ def rule_train_params(train_cfg: Mapping[str, Any], model: str, seed: int | str)
 
 
 def rule_models_params(models_cfg: Mapping[str, Any], model: str) -> dict:
-    """The ``models`` params of one train_model job: the one config section `model_arch` reads for ``model``."""
+    """The ``models`` params of one train_model job: the one config section `model_arch` reads for ``model``
+    (without ``probe_pool`` where ``model`` is not the linear probe)."""
     name = arch_section(model)
-    return {name: dict(models_cfg.get(name, {}))}
+    section = dict(models_cfg.get(name, {}))
+    if model != "vit_linprobe":
+        section.pop("probe_pool", None)  # read by the linear probe alone: changing it retrains nothing else
+    return {name: section}

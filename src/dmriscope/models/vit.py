@@ -11,7 +11,8 @@ token):
   with bias, ``scaled_dot_product_attention``) and ``MLPBlock`` (GELU). MONAI's ``TransformerBlock`` is not used:
   it always creates an unused ``norm_cross_attn`` LayerNorm (+2*D parameters per block), which breaks the count;
 - a final LayerNorm; the classifier head is a linear layer D -> 2 on the class token (or, with ``pool='mean'``, on
-  the mean patch token).
+  the mean patch token; with ``pool='tokens'``, a linear layer N*D -> 2 on every patch token side by side, which
+  keeps where in the volume a feature sits).
 
 At the paper's size (D=384, depth 12, 6 heads, MLP 1,536): backbone 24,143,232, head 770, total 24,144,002.
 
@@ -171,7 +172,7 @@ class ViTEncoder(nn.Module):
         return self.encode_tokens(self.embed(x))[:, 0]
 
 
-POOLS = ("cls", "mean")
+POOLS = ("cls", "mean", "tokens")
 
 
 class ViTClassifier(nn.Module):
@@ -179,8 +180,11 @@ class ViTClassifier(nn.Module):
 
     Args:
         grid: input grid (S, H, W). n_classes: head outputs.
-        pool: the features the head reads: "cls" (the class token, the paper's) or "mean" (the mean of the patch
-            tokens, as MAE's fine-tuning reads them; the MAE never trains the class token's output).
+        pool: the features the head reads: "cls" (the class token, the paper's), "mean" (the mean of the patch
+            tokens, as MAE's fine-tuning reads them; the MAE never trains the class token's output) or "tokens"
+            (all N patch tokens concatenated, N*D features: a read-out that can weigh one region's patches, which a
+            mean over the volume's patches dilutes; meant for the linear probe at small grids, N*D = 5,184 at the
+            default 36x48x48 with D = 96, but 2.3 M at the paper's 5,880 patches).
         head_norm: a BatchNorm without affine parameters before the linear head (MAE's linear-probing recipe; the
             frozen features are standardised, so the head trains at one learning rate whatever their scale). It
             adds no parameter; `dmriscope.linear_probe` sets its statistics to the training features'.
@@ -195,20 +199,23 @@ class ViTClassifier(nn.Module):
             raise ValueError(f"vit: pool must be one of {', '.join(POOLS)}, got {pool!r}")
         self.grid, self.pool = tuple(grid), pool
         self.backbone = ViTEncoder(1, self.grid, **encoder_kwargs)
-        linear = nn.Linear(self.backbone.dim, n_classes)
+        n_features = self.backbone.dim * (self.backbone.n_patches if pool == "tokens" else 1)
+        linear = nn.Linear(n_features, n_classes)
         init_transformer_weights(linear)
         if head_norm:
-            norm = nn.BatchNorm1d(self.backbone.dim, affine=False, eps=1.0e-6)
+            norm = nn.BatchNorm1d(n_features, affine=False, eps=1.0e-6)
             self.head: nn.Module = nn.Sequential(norm, linear)
         else:
             self.head = linear
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, D) features the head reads (class token or mean patch token)."""
+        """The features the head reads: class token or mean patch token (B, D), or all patch tokens (B, N*D)."""
         if x.ndim != 5 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.grid:
             raise ValueError(f"vit expects input (B, 1, {', '.join(map(str, self.grid))}), got {tuple(x.shape)}")
         tokens = self.backbone.encode_tokens(self.backbone.embed(x))
-        return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
+        if self.pool == "cls":
+            return tokens[:, 0]
+        return tokens[:, 1:].mean(dim=1) if self.pool == "mean" else tokens[:, 1:].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) from volumes (B, 1, S, H, W), sagittal slices first."""
