@@ -28,7 +28,7 @@ PLANTED = (
 )
 KFOLD = config["split"]["scheme"] == "kfold"
 FOLDS = folds(config)  # ["0"] for holdout: the split is the one fold
-SEEDS = seeds(config)  # training seeds of each model x metric x fold
+# training seeds: seeds(config, model), per model (train.model_seeds, else train.seeds)
 
 
 wildcard_constraints:
@@ -64,8 +64,23 @@ def model_outputs(pattern):
 
 
 def replicates(pattern):
-    """``pattern`` (with {model} and {metric} left as wildcards) for every fold x seed of one model x metric."""
-    return expand(pattern, fold=FOLDS, seed=SEEDS, allow_missing=True)
+    """Input function: ``pattern`` for every fold x seed of the job's model x metric (its own seeds, seeds())."""
+
+    def files(wildcards):
+        return expand(
+            pattern,
+            fold=FOLDS,
+            seed=seeds(config, wildcards.model),
+            model=wildcards.model,
+            metric=wildcards.metric,
+        )
+
+    return files
+
+
+def replicate_runs(wildcards):
+    """The [fold, seed] pairs of the job's model, in the order `replicates` lists their files."""
+    return [[fold, seed] for fold in FOLDS for seed in seeds(config, wildcards.model)]
 
 
 # The tensor stage's files, named once: rules/tensors.smk writes them, training, pretraining and occlusion read them.

@@ -2,7 +2,7 @@
 # pooled like the predictions (seeds averaged, folds concatenated: each subject by its own fold's models), one-sided
 # Wilcoxon tests per region, Table 3, the paired model comparison, Figures 4-6 and (synthetic cohorts) the
 # ground-truth check.
-# Needs MODELS, METRICS, FOLDS, SEEDS from rules/common.smk and RUN from rules/train.smk.
+# Needs MODELS, METRICS, FOLDS, replicates() from rules/common.smk and RUN from rules/train.smk.
 
 
 rule occlude_regions:
@@ -44,7 +44,7 @@ rule pool_occlusion:
     conda:
         "../envs/dmriscope.yaml"
     params:
-        runs=[[fold, seed] for fold in FOLDS for seed in SEEDS],
+        runs=replicate_runs,
     script:
         "../workflow_scripts/pool_occlusion.py"
 

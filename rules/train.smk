@@ -87,7 +87,7 @@ rule summarise_model:
         runtime=10,
     params:
         label=config["label"],
-        runs=[[fold, seed] for fold in FOLDS for seed in SEEDS],
+        runs=replicate_runs,
         resamples=config["train"]["bootstrap_resamples"],
         seed=config["train"]["seed"],
         level=config["train"]["ci_level"],

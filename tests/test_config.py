@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dmriscope.cohort.subjects import load_cohort, subject_ids
-from dmriscope.config import ConfigError, split_counts
+from dmriscope.config import ConfigError, seeds, split_counts
 
 
 @pytest.fixture()
@@ -48,6 +48,8 @@ def test_defaults_are_filled(default_config):
         (lambda c: c["cohort"].update(age_bins=[[22, 30], [30, 37]]), "cohort.age_bins"),  # 30 in two bins
         (lambda c: c.setdefault("bids", {}).update(mask="bet"), "bids.mask"),
         (lambda c: c.setdefault("occlusion", {}).update(union_min_models=6), "occlusion.union_min_models"),  # > 5
+        (lambda c: c["train"].update(model_seeds={"cnn4d": [0, 1]}), "train.model_seeds"),  # not a trained model
+        (lambda c: c["train"].update(model_seeds={"cnn3d": []}), "train.model_seeds"),  # no seed
     ],
 )
 def test_bad_config_names_the_key(default_config, edit, key):
@@ -57,6 +59,16 @@ def test_bad_config_names_the_key(default_config, edit, key):
     with pytest.raises(ConfigError) as info:
         load_cohort(config)
     assert f"'{key}" in str(info.value)
+
+
+def test_a_model_s_own_seeds_replace_the_shared_ones(default_config):
+    config = copy.deepcopy(default_config)
+    config["train"].update(seeds=[0, 1, 2], model_seeds={"cnn3d": [0, 1, 2, 3, 4]})
+    load_cohort(config)
+    assert seeds(config, "cnn3d") == ["0", "1", "2", "3", "4"]
+    assert seeds(config, "cnn2d") == seeds(config) == ["0", "1", "2"]
+    config["train"].update(seeds=None, model_seeds={})
+    assert seeds(config, "cnn3d") == [str(config["train"]["seed"])]
 
 
 def test_paper_proportions_when_counts_missing():

@@ -43,6 +43,7 @@ def test_params_give_the_same_settings_and_architecture(config):
         {"mem_mb": 123, "runtime": 7},  # the job's resources
         {"bootstrap_resamples": 50, "ci_level": 0.9},  # the summary's statistics
         {"overrides": {"vit_finetune": {"lr": 0.5}}},  # another model's override
+        {"model_seeds": {"cnn3d": [0, 1, 2, 3, 4]}},  # another model's seeds
     ],
 )
 def test_what_a_training_does_not_read_leaves_its_params(config, edit):

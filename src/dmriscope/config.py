@@ -71,10 +71,12 @@ def folds(config: dict) -> list[str]:
     return [str(k) for k in range(split["folds"] if split["scheme"] == "kfold" else 1)]
 
 
-def seeds(config: dict) -> list[str]:
-    """The training seeds: ``train.seeds`` when given, else ``[train.seed]`` (as strings, for wildcards)."""
+def seeds(config: dict, model: str | None = None) -> list[str]:
+    """The training seeds of ``model`` (as strings, for wildcards): ``train.model_seeds[model]`` when given, else
+    ``train.seeds``, else ``[train.seed]``; without a model, the models' shared seeds."""
     train = config["train"]
-    return [str(s) for s in (train["seeds"] if train["seeds"] else [train["seed"]])]
+    own = (train.get("model_seeds") or {}).get(model) if model else None
+    return [str(s) for s in (own or train["seeds"] or [train["seed"]])]
 
 
 def inner_val_count(config: dict, n_subjects: int) -> int:
@@ -170,6 +172,16 @@ def check_tensors(config: dict) -> None:
         )
 
 
+def check_model_seeds(config: dict) -> None:
+    """``train.model_seeds`` may only name models that are trained."""
+    unknown = sorted(set(config["train"].get("model_seeds") or {}) - set(config["train"]["models"]))
+    if unknown:
+        raise ConfigError(
+            f"config key 'train.model_seeds': {', '.join(unknown)} not in train.models "
+            f"({', '.join(config['train']['models'])})"
+        )
+
+
 def check_occlusion(config: dict) -> None:
     """The union over models cannot ask for more models than are trained."""
     need, models = config["occlusion"]["union_min_models"], config["train"]["models"]
@@ -188,6 +200,7 @@ def load_config(config: dict) -> dict:
     check_synthetic(config)
     check_label(config)
     check_tensors(config)
+    check_model_seeds(config)
     check_occlusion(config)
     return config
 
