@@ -16,6 +16,7 @@ from dmriscope.config import load_config, seeds
 OVERLAYS = [
     ("cohort-b.yaml",),
     ("cohort-c.yaml",),
+    ("cohort-d.yaml",),
     ("null.yaml",),
     ("kfold.yaml",),
     ("seeds.yaml",),
@@ -29,6 +30,8 @@ OVERLAYS = [
     ("bids-example.yaml",),
     ("cohort-b.yaml", "kfold.yaml"),
     ("cohort-c.yaml", "kfold.yaml"),
+    ("cohort-d.yaml", "kfold.yaml"),
+    ("cohort-d.yaml", "kfold.yaml", "robust.yaml"),
     ("null.yaml", "kfold.yaml"),
     ("size-only-15.yaml", "kfold.yaml"),
     ("size-only-15.yaml", "kfold.yaml", "matched.yaml"),
@@ -42,6 +45,7 @@ OVERLAYS = [
     ("cohort-b.yaml", "kfold.yaml", "match-train.yaml"),
     ("kfold.yaml", "seeds-3.yaml"),
     ("null.yaml", "kfold.yaml", "seeds-3.yaml"),
+    ("kfold.yaml", "robust.yaml"),
 ]
 
 
@@ -95,8 +99,15 @@ def test_overlays_change_what_they_say(project_root):
     assert set(planted(cohort_c)).isdisjoint(planted(base))
     assert set(planted(cohort_c)).isdisjoint(planted(load_config(merged(project_root, ("cohort-b.yaml",)))))
     assert cohort_c["cohort"]["seed"] != base["cohort"]["seed"]
+    cohort_d = load_config(merged(project_root, ("cohort-d.yaml",)))
+    others = planted(base) + planted(cohort_c) + planted(load_config(merged(project_root, ("cohort-b.yaml",))))
+    assert set(planted(cohort_d)).isdisjoint(others) and len(planted(cohort_d)) == 8
+    assert cohort_d["cohort"]["seed"] not in {base["cohort"]["seed"], cohort_c["cohort"]["seed"]}
     assert seeds(load_config(merged(project_root, ("seeds.yaml",)))) == ["0", "1", "2", "3", "4"]
     robust = load_config(merged(project_root, ("kfold.yaml", "seeds-3.yaml")))
     assert seeds(robust) == ["0", "1", "2"] and robust["split"]["scheme"] == "kfold"
     assert robust["occlusion"]["union_min_models"] == 2 and base["occlusion"]["union_min_models"] == 1
+    recommended = load_config(merged(project_root, ("kfold.yaml", "robust.yaml")))
+    assert seeds(recommended, "cnn3d") == ["0", "1", "2", "3", "4"] and seeds(recommended, "cnn2d") == ["0", "1", "2"]
+    assert recommended["occlusion"]["union_min_models"] == 2 and recommended["split"]["scheme"] == "kfold"
     assert seeds(copy.deepcopy(base)) == [str(base["train"]["seed"])]
