@@ -94,15 +94,14 @@ def test_shipped_config_validates(project_root, names, tmp_path, monkeypatch):
 
 def test_overlays_change_what_they_say(project_root):
     base = load_config(merged(project_root, ()))
-    cohort_c = load_config(merged(project_root, ("cohort-c.yaml",)))
+    cohort_b, cohort_c, cohort_d = (load_config(merged(project_root, (f"cohort-{c}.yaml",))) for c in "bcd")
     planted = lambda c: sorted(e["region"] for e in c["synthetic"]["sex_effects"])  # noqa: E731
     assert set(planted(cohort_c)).isdisjoint(planted(base))
-    assert set(planted(cohort_c)).isdisjoint(planted(load_config(merged(project_root, ("cohort-b.yaml",)))))
+    assert set(planted(cohort_c)).isdisjoint(planted(cohort_b))
     assert cohort_c["cohort"]["seed"] != base["cohort"]["seed"]
-    cohort_d = load_config(merged(project_root, ("cohort-d.yaml",)))
-    others = planted(base) + planted(cohort_c) + planted(load_config(merged(project_root, ("cohort-b.yaml",))))
+    others = planted(base) + planted(cohort_b) + planted(cohort_c)
     assert set(planted(cohort_d)).isdisjoint(others) and len(planted(cohort_d)) == 8
-    assert cohort_d["cohort"]["seed"] not in {base["cohort"]["seed"], cohort_c["cohort"]["seed"]}
+    assert cohort_d["cohort"]["seed"] not in {c["cohort"]["seed"] for c in (base, cohort_b, cohort_c)}
     assert seeds(load_config(merged(project_root, ("seeds.yaml",)))) == ["0", "1", "2", "3", "4"]
     robust = load_config(merged(project_root, ("kfold.yaml", "seeds-3.yaml")))
     assert seeds(robust) == ["0", "1", "2"] and robust["split"]["scheme"] == "kfold"
