@@ -107,6 +107,7 @@ def test_overlays_change_what_they_say(project_root):
     assert seeds(robust) == ["0", "1", "2"] and robust["split"]["scheme"] == "kfold"
     assert robust["occlusion"]["union_min_models"] == 2 and base["occlusion"]["union_min_models"] == 1
     recommended = load_config(merged(project_root, ("kfold.yaml", "robust.yaml")))
-    assert seeds(recommended, "cnn3d") == ["0", "1", "2", "3", "4"] and seeds(recommended, "cnn2d") == ["0", "1", "2"]
+    assert seeds(recommended, "cnn3d") == seeds(recommended, "cnn2d") == ["0", "1", "2", "3", "4"]
+    assert seeds(recommended, "vit_scratch") == ["0", "1", "2"]
     assert recommended["occlusion"]["union_min_models"] == 2 and recommended["split"]["scheme"] == "kfold"
     assert seeds(copy.deepcopy(base)) == [str(base["train"]["seed"])]
