@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,6 +18,14 @@ def pytest_collection_modifyitems(config, items):
     daemons, every later `snakemake` start waits 9 s: the SLURM executor plugin runs `scontrol show config` (10 s
     timeout) when Snakemake loads it, and scontrol retries an absent controller."""
     items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as a module (benchmarks/ is no package), for testing its functions."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 from sklearn.metrics import roc_auc_score
 
 
 @pytest.fixture(scope="module")
-def bench(project_root):
-    path = project_root / "benchmarks/ensemble_size.py"
-    spec = importlib.util.spec_from_file_location("ensemble_size", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench():
+    return load_benchmark("ensemble_size")
 
 
 def write_run(run, seeds=(0, 1, 2, 3), folds=2, n=60, noise=2.0) -> pd.DataFrame:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
-def bench(project_root):
-    path = project_root / "benchmarks/union_min_models.py"
-    spec = importlib.util.spec_from_file_location("union_min_models", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench():
+    return load_benchmark("union_min_models")
 
 
 def write_run(run, p_low: dict[str, dict[int, float]]) -> None:

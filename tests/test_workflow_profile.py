@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 
 import pytest
+from conftest import load_benchmark
 
 from dmriscope.io import InputError, process_age, run_script
 
 
 @pytest.fixture(scope="module")
-def profile(project_root):
-    spec = importlib.util.spec_from_file_location("workflow_profile", project_root / "benchmarks/workflow_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def profile():
+    return load_benchmark("workflow_profile")
 
 
 def fake_job(run_dir, rule, name, seconds, wall):
