@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmriscope.config import METRICS, WORKFLOW_MODELS
 from dmriscope.ensemble import pool_predictions, read_runs
 from dmriscope.scores import classification_metrics
 
@@ -73,17 +74,13 @@ def size_rows(tables: dict[tuple[str, str], pd.DataFrame], max_subsets: int, see
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")
-    parser.add_argument(
-        "--models", nargs="+", default=["cnn2d", "cnn3d", "vit_scratch", "vit_linprobe", "vit_finetune"]
-    )
-    parser.add_argument("--metrics", nargs="+", default=["FA", "MD", "MK"])
+    parser.add_argument("--models", nargs="+", default=list(WORKFLOW_MODELS))
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS))
     parser.add_argument("--max-subsets", type=int, default=50)
     args = parser.parse_args()
     rows = []
     for run, model, metric in itertools.product(args.runs, args.models, args.metrics):
-        if not any((run / "results/models" / model / metric).glob("fold*/seed*/predictions.tsv")):
-            continue
-        tables = run_tables(run, model, metric)
+        tables = run_tables(run, model, metric)  # {} where the run has no such model x metric
         if len({s for _, s in tables}) > 1:
             rows += [
                 {"run": run.name, "model": model, "metric": metric, **r} for r in size_rows(tables, args.max_subsets)
