@@ -32,6 +32,7 @@ OVERLAYS = [
     ("cohort-c.yaml", "kfold.yaml"),
     ("cohort-d.yaml", "kfold.yaml"),
     ("cohort-d.yaml", "kfold.yaml", "robust.yaml"),
+    ("cohort-e.yaml", "kfold.yaml", "robust.yaml"),
     ("null.yaml", "kfold.yaml"),
     ("size-only-15.yaml", "kfold.yaml"),
     ("size-only-15.yaml", "kfold.yaml", "matched.yaml"),
