@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dmriscope"
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("io", "config", "label", "regions", "tensor", "kurtosis", "shells", "normalise", "cohort.gradients"),
     "cohort": (
+        "cohort.participant_row",
         "cohort.participants",
         "cohort.demographics",
         "cohort.hcp",
@@ -22,6 +23,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cohort.microstructure",
         "cohort.phantom",
         "cohort.synthetic",
+        "cohort.synthetic_template",
         "cohort.subjects",
         "cohort",
         "brain_size",

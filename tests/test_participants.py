@@ -1,12 +1,13 @@
-"""Participants rows are validated one subject at a time, with messages naming the subject."""
+"""Participants rows are validated one subject at a time, with messages naming the subject; the pandas-free reader
+of one row (per-subject jobs) accepts and rejects exactly what the table path does."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from dmriscope.cohort.participant_row import age_bin_of, read_participant
 from dmriscope.cohort.participants import (
-    age_bin_of,
     draw_demographics,
     participant,
     read_participants,
@@ -44,6 +45,9 @@ def test_bad_rows_name_the_subject(tmp_path, row, message):
     with pytest.raises(InputError, match=message) as info:
         participant(frame, "100307", path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(InputError) as direct:
+        read_participant(path, "100307")
+    assert str(direct.value) == str(info.value)
 
 
 def test_good_row_round_trip(tmp_path):
@@ -51,3 +55,34 @@ def test_good_row_round_trip(tmp_path):
     write_participants(pd.DataFrame([{"subject": "a1", "sex": "m", "age": None, "age_bin": "26-30"}]), path)
     row = participant(read_participants(path), "a1", path)
     assert row == {"subject": "a1", "sex": "M", "age": None, "age_bin": "26-30"}
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_one_row_reader_matches_the_table_path(tmp_path, suffix):
+    path = tmp_path / f"p{suffix}"
+    rows = [
+        {"subject": "sub-a1", "sex": " f ", "age": "27.5", "age_bin": ""},
+        {"subject": "a2", "sex": "M", "age": "", "age_bin": "31-37"},
+        {"subject": "a3", "sex": "M", "age": "22", "age_bin": "22-25"},
+    ]
+    pd.DataFrame(rows).to_csv(path, sep="," if suffix == ".csv" else "\t", index=False)
+    for subject in ("a1", "a2", "a3"):
+        assert read_participant(path, subject) == participant(read_participants(path), subject, path)
+    assert read_participant(path, "a1") == {"subject": "a1", "sex": "F", "age": 27.5, "age_bin": "26-30"}
+
+
+def test_one_row_reader_errors_name_the_file(tmp_path):
+    path = tmp_path / "p.tsv"
+    with pytest.raises(InputError, match="participants table not found"):
+        read_participant(path, "a1")
+    pd.DataFrame([{"id": "a1", "sex": "M"}]).to_csv(path, sep="\t", index=False)
+    with pytest.raises(InputError, match="no 'subject' column"):
+        read_participant(path, "a1")
+    pd.DataFrame([{"subject": "a1", "sex": "M"}, {"subject": "sub-a1", "sex": "F"}]).to_csv(path, sep="\t", index=False)
+    for subject, count in (("a1", 2), ("b9", 0)):
+        with pytest.raises(InputError, match=f"subject {subject} has {count} rows") as info:
+            read_participant(path, subject)
+        assert str(path) in str(info.value)
+    pd.DataFrame([{"subject": "a1", "sex": "M"}]).to_csv(path, sep="\t", index=False)  # no age columns at all
+    with pytest.raises(InputError, match="subject a1 has no age and no age bin"):
+        read_participant(path, "a1")

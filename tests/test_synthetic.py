@@ -19,6 +19,7 @@ from scipy import stats
 from dmriscope.cohort import microstructure as ms
 from dmriscope.cohort import phantom as ph
 from dmriscope.cohort import synthetic as sy
+from dmriscope.cohort import synthetic_template as st
 from dmriscope.cohort.gradients import load_hcp_scheme
 from dmriscope.config import load_config
 from dmriscope.io import InputError
@@ -114,7 +115,7 @@ def test_atlas_has_48_named_symmetric_regions(phantoms, name, min_voxels):
     assert all(abs(centroid[i][0]) < 1e-6 for i in range(1, 7))
     assert centroid[3][1] > centroid[4][1] > centroid[5][1]  # genu, body, splenium: anterior to posterior
     assert centroid[7][2] < centroid[19][2] < centroid[25][2]  # CST (brainstem) below PLIC below SCR
-    names = ph.region_names()
+    names = st.region_names()
     assert list(names["index"]) == list(range(1, 49)) and names["name"][2] == "Genu of corpus callosum"
 
 
@@ -242,7 +243,7 @@ def template(tmp_path_factory, ci) -> dict:
     folder = tmp_path_factory.mktemp("template")
     names = ("fa", "atlas", "labels", "wm_mask", "tissue", "texture", "planted")
     files = {n: str(folder / f"{n}.{'tsv' if n in ('labels', 'planted') else 'nii.gz'}") for n in names}
-    sy.prepare_template(*files.values(), ci["synthetic"], SEED)
+    st.prepare_template(*files.values(), ci["synthetic"], SEED)
     return files
 
 
@@ -320,13 +321,13 @@ def test_bad_participant_row_names_the_subject(tmp_path, ci):
 
 def test_build_participants_draws_or_passes_the_table_through(tmp_path, ci):
     drawn = tmp_path / "drawn.tsv"
-    sy.build_participants(["a1", "a2", "a3", "a4"], ci["cohort"], str(drawn))
+    st.build_participants(["a1", "a2", "a3", "a4"], ci["cohort"], str(drawn))
     table = pd.read_csv(drawn, sep="\t", dtype=str)
     assert list(table["subject"]) == ["a1", "a2", "a3", "a4"] and set(table["sex"]) <= {"M", "F"}
     given = write_participants(tmp_path, [{"subject": "sub-g1", "sex": "f", "age": 24, "age_bin": ""},
                                           {"subject": "g2", "sex": "X", "age": 30, "age_bin": ""}])  # fmt: skip
     out = tmp_path / "out.tsv"
-    sy.build_participants(["g1", "g2"], {**ci["cohort"], "participants": given}, str(out))
+    st.build_participants(["g1", "g2"], {**ci["cohort"], "participants": given}, str(out))
     table = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
     assert list(table["subject"]) == ["g1", "g2"] and list(table["sex"]) == ["f", "X"]  # rows validated per subject
 

@@ -1,6 +1,6 @@
 """Rule build_participants (synthetic cohort): participants.tsv drawn like Table 1, or the configured table."""
 
-from dmriscope.cohort.synthetic import build_participants
+from dmriscope.cohort.synthetic_template import build_participants
 from dmriscope.io import run_script
 
 if __name__ == "__main__":

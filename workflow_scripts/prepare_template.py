@@ -1,6 +1,6 @@
 """Rule prepare_template (synthetic cohort): the phantom's FA template, 48-region atlas, masks and planted effects."""
 
-from dmriscope.cohort.synthetic import prepare_template
+from dmriscope.cohort.synthetic_template import prepare_template
 from dmriscope.io import run_script
 
 if __name__ == "__main__":

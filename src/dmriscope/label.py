@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # an annotation only: per-subject jobs import this module without pandas
+    import pandas as pd
 
 
 @dataclass(frozen=True)

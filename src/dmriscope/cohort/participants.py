@@ -3,45 +3,30 @@ and age bin.
 
 Columns of results/cohort/participants.tsv: subject (no ``sub-`` prefix), the label's column (``sex``, or e.g.
 ``group``), any split-stratification columns, age, age_bin. The age bins are the paper's (Table 1) unless config
-``cohort.age_bins`` gives others: 22-25, 26-30, 31-37. Rows are validated where they are used (`participant`), so
-that one bad row stops only the jobs of that subject (with ``--keep-going`` the others finish).
+``cohort.age_bins`` gives others: 22-25, 26-30, 31-37. Rows are validated where they are used (`participant`, by
+`participant_row.validate_row`), so that one bad row stops only the jobs of that subject (with ``--keep-going`` the
+others finish).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dmriscope.cohort.participant_row import AGE_BIN_EDGES, AGE_BINS, validate_row
 from dmriscope.io import InputError, atomic_path
 from dmriscope.label import SEX, Label
 
-AGE_BINS = ("22-25", "26-30", "31-37")
-AGE_BIN_EDGES = ((22, 25), (26, 30), (31, 37))
 COLUMNS = ["subject", "sex", "age", "age_bin"]  # the default (sex) label's columns: `columns_of`
-
-
-def bin_names(edges: Sequence[Sequence[int]]) -> tuple[str, ...]:
-    """The names of age bins [low, high]: "low-high"."""
-    return tuple(f"{low}-{high}" for low, high in edges)
 
 
 def columns_of(label: Label = SEX, extra: Sequence[str] = ()) -> list[str]:
     """participants.tsv's columns: subject, the label's column, ``extra`` (stratification) columns, age, age_bin."""
     fixed = ["subject", label.column, "age", "age_bin"]
     return [*fixed[:2], *(c for c in extra if c not in fixed), *fixed[2:]]
-
-
-def age_bin_of(age: float, edges: Sequence[Sequence[int]] = AGE_BIN_EDGES) -> str:
-    """The age bin of an age in whole years (the paper's 22-25, 26-30, 31-37 by default); ValueError outside them."""
-    years = math.floor(age)
-    for name, (low, high) in zip(bin_names(edges), edges):
-        if low <= years <= high:
-            return name
-    raise ValueError(f"age {age} is outside the age bins {', '.join(bin_names(edges))}")
 
 
 def draw_demographics(
@@ -92,51 +77,11 @@ def participant(
     age_bins: Sequence[Sequence[int]] = AGE_BIN_EDGES,
     extra: Sequence[str] = (),
 ) -> dict:
-    """The validated row of one subject: the label's value (sex M/F by default), the ``extra`` columns, age (float
-    or None) and age bin; InputError naming the subject."""
+    """The validated row of one subject (`participant_row.validate_row`); InputError naming the subject."""
     rows = frame[frame["subject"] == subject]
     if len(rows) != 1:
         raise InputError(f"{source}: subject {subject} has {len(rows)} rows (expected 1)")
-    row = rows.iloc[0]
-    value = label.normalise(row[label.column])
-    if value is None:
-        raise InputError(
-            f"{source}: subject {subject} has {label.column} {row[label.column]!r}, "
-            f"expected {label.positive} or {label.negative}"
-        )
-    out = {"subject": subject, label.column: value}
-    for column in extra:
-        if column == "age_bin":
-            continue
-        if column not in frame.columns or not str(row[column]).strip():
-            raise InputError(f"{source}: subject {subject} has no {column!r} (config key 'split.stratify')")
-        out[column] = str(row[column]).strip()
-    return {**out, **_age(row, subject, source, age_bins)}
-
-
-def _age(row: pd.Series, subject: str, source: str | Path, edges: Sequence[Sequence[int]]) -> dict:
-    """The validated age (float or None) and age bin of one participants row."""
-    names = bin_names(edges)
-    age_text = str(row["age"]).strip()
-    age = None
-    if age_text and age_text.lower() != "nan":
-        try:
-            age = float(age_text)
-        except ValueError:
-            raise InputError(f"{source}: subject {subject} has a non-numeric age {age_text!r}") from None
-    bin_text = str(row["age_bin"]).strip()
-    if bin_text and bin_text.lower() != "nan":
-        if bin_text not in names:
-            raise InputError(f"{source}: subject {subject} has age bin {bin_text!r}, expected one of {names}")
-        age_bin = bin_text
-    elif age is not None:
-        try:
-            age_bin = age_bin_of(age, edges)
-        except ValueError as exc:
-            raise InputError(f"{source}: subject {subject}: {exc} (config key 'cohort.age_bins')") from None
-    else:
-        raise InputError(f"{source}: subject {subject} has no age and no age bin")
-    return {"age": age, "age_bin": age_bin}
+    return validate_row(rows.iloc[0].to_dict(), subject, source, label, age_bins, extra)
 
 
 def validated(

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
-import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from dmriscope.cohort.microstructure import BACKGROUND, CSF, GM, WM
@@ -80,13 +78,6 @@ REGION_SPECS: dict[int, RegionSpec] = {
 }
 N_REGIONS = 48
 MIDLINE = range(1, 7)
-
-
-def region_names() -> pd.DataFrame:
-    """The 48 JHU-ICBM labels: columns index (1..48), name."""
-    path = resources.files("dmriscope") / "data" / "jhu_labels.tsv"
-    with resources.as_file(path) as p:
-        return pd.read_csv(p, sep="\t")
 
 
 def spec_of(index: int) -> RegionSpec:

@@ -1,4 +1,5 @@
-"""The synthetic cohort: the template files, and per subject a deformed phantom, its true maps and noisy DWI.
+"""The synthetic cohort per subject: a deformed phantom, its true maps and noisy DWI (the template files and
+participants.tsv: `dmriscope.cohort.synthetic_template`; this module imports no pandas, for 240 short jobs).
 
 Per subject (everything seeded from (cohort seed, subject ID), one independent stream per purpose):
 
@@ -26,20 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 from dmriscope.cohort import microstructure as ms
 from dmriscope.cohort import phantom as ph
 from dmriscope.cohort.gradients import load_hcp_scheme, write_fsl_gradients
-from dmriscope.cohort.participants import (
-    AGE_BIN_EDGES,
-    AGE_BINS,
-    draw_demographics,
-    participant,
-    read_participants,
-    write_participants,
-)
+from dmriscope.cohort.participant_row import AGE_BIN_EDGES, AGE_BINS, read_participant
 from dmriscope.config import METRICS
 from dmriscope.io import InputError, atomic_path, load_nifti, save_nifti
 
@@ -54,17 +47,6 @@ INT16_MIN_SIGMA = 5.0  # DWI is written as rounded int16 when the noise sigma is
 def subject_rng(seed: int, subject: str, stream: str) -> np.random.Generator:
     """An independent generator per (cohort seed, subject, purpose); stable across runs and machines."""
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(f"{subject}/{stream}".encode())]))
-
-
-def planted_table(synthetic: dict) -> pd.DataFrame:
-    """Planted effects: region, name, effect (sex|age), size (subject SDs), delta_f (intra-axonal fraction units)."""
-    names = ph.region_names().set_index("index")["name"]
-    rows = [
-        {"region": e["region"], "name": names[e["region"]], "effect": effect, "size": e["size"],
-         "delta_f": e["size"] * synthetic["subject_sd"]}
-        for effect in ("sex", "age") for e in synthetic[f"{effect}_effects"]
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["region", "name", "effect", "size", "delta_f"])
 
 
 def region_fractions(sex: str, age: float, synthetic: dict, rng: np.random.Generator) -> np.ndarray:
@@ -172,39 +154,6 @@ def template_fa(phantom: ph.Phantom, texture: np.ndarray, texture_sd: float) -> 
     return fa
 
 
-def prepare_template(
-    out_fa: str, out_atlas: str, out_labels: str, out_wm_mask: str, out_tissue: str, out_texture: str,
-    out_planted: str, synthetic: dict, seed: int,
-) -> None:  # fmt: skip
-    """Write the phantom template: FA, atlas (int16), labels TSV, WM mask, tissue codes, texture, planted effects."""
-    shape = tuple(synthetic["template_shape"])
-    phantom = ph.build_phantom(shape, synthetic["voxel_mm"])
-    texture = ph.texture_field(shape, synthetic["voxel_mm"], TEXTURE_SMOOTHNESS_MM, seed)
-    save_nifti(template_fa(phantom, texture, synthetic["texture_sd"]), phantom.affine, out_fa)
-    save_nifti(phantom.atlas, phantom.affine, out_atlas, dtype=np.int16)
-    save_nifti(phantom.tissue == ms.WM, phantom.affine, out_wm_mask, dtype=np.uint8)
-    save_nifti(phantom.tissue, phantom.affine, out_tissue, dtype=np.int16)
-    save_nifti(texture, phantom.affine, out_texture)
-    for frame, path in ((ph.region_names(), out_labels), (planted_table(synthetic), out_planted)):
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, sep="\t", index=False)
-    log.info(
-        "template %s at %.1f mm written; planted effects:\n%s", shape, synthetic["voxel_mm"], planted_table(synthetic)
-    )
-
-
-def build_participants(subjects: Sequence[str], cohort: dict, out: str) -> None:
-    """participants.tsv: the config's `cohort.participants` table (normalised, rows validated later per subject) or
-    sex and age drawn like the paper's Table 1 from `cohort.seed`."""
-    if cohort["participants"]:
-        frame = read_participants(cohort["participants"])
-        log.info("participants: %d rows from %s", len(frame), cohort["participants"])
-    else:
-        frame = draw_demographics(subjects, cohort["seed"], cohort["male_fraction"], cohort["age_bin_fractions"])
-        log.info("participants: drew %d subjects, %d male", len(frame), (frame["sex"] == "M").sum())
-    write_participants(frame, out)
-
-
 def subject_age(row: dict) -> float:
     """Age in years, or the middle of the age bin when only the bin is known."""
     if row["age"] is not None:
@@ -288,7 +237,7 @@ def synthesize_subject(
     out_bvec: str, out_mask: str, out_truth: Sequence[str], out_params: str, synthetic: dict, seed: int, dki: dict,
 ) -> None:  # fmt: skip
     """Simulate one subject and write HCP-style raw data plus ground truth (out_truth: FA, MD, MK paths)."""
-    row = participant(read_participants(participants), subject, participants)
+    row = read_participant(participants, subject)
     template, field = load_template(atlas, tissue, texture, synthetic)
     anatomy = subject_anatomy(subject, row["sex"], subject_age(row), template, field, synthetic, seed, dki)
     anatomy["params"]["age_bin"] = row["age_bin"]
