@@ -16,10 +16,11 @@ antsRegistration's ``--random-seed``; ITK's thread count comes from ``ITK_GLOBAL
 ITK reads once per process, so `set_itk_threads` must run before the first ITK call. Bit-identical results across
 runs are guaranteed with 1 thread (more threads may change the floating-point summation order).
 
-`import_ants` imports antspyx without five subpackages that its ``__init__`` imports eagerly and dmriscope never
+`import_ants` imports antspyx without six subpackages that its ``__init__`` imports eagerly and dmriscope never
 calls (``learn``, ``plotting``, ``deeplearn``, ``contrib``, ``segmentation``, with scikit-learn and matplotlib
-behind them), ~0.7 s of CPU in every register_fa job (README, "Benchmarks"). They stay importable
-(``import ants.plotting``); only their names are missing from the ``ants`` namespace.
+behind them, and ``math``, whose ``quantile`` imports statsmodels; ``ants.registration`` calls none of them),
+~1.3 s of CPU in every register_fa job (README, "Benchmarks"). They stay importable (``import ants.plotting``);
+only their names are missing from the ``ants`` namespace.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def check_backend(backend: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------- ants
-UNUSED_ANTS_PACKAGES = ("learn", "plotting", "deeplearn", "contrib", "segmentation")
+UNUSED_ANTS_PACKAGES = ("learn", "plotting", "deeplearn", "contrib", "segmentation", "math")
 
 
 def import_ants() -> ModuleType:
