@@ -111,4 +111,5 @@ def test_overlays_change_what_they_say(project_root):
     assert seeds(recommended, "cnn3d") == seeds(recommended, "cnn2d") == ["0", "1", "2", "3", "4"]
     assert seeds(recommended, "vit_scratch") == ["0", "1", "2"]
     assert recommended["occlusion"]["union_min_models"] == 2 and recommended["split"]["scheme"] == "kfold"
+    assert load_config(merged(project_root, ("kfold.yaml",)))["occlusion"]["union_min_models"] == 2
     assert seeds(copy.deepcopy(base)) == [str(base["train"]["seed"])]
