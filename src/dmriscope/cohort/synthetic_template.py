@@ -52,12 +52,11 @@ def prepare_template(
     save_nifti(phantom.tissue == ms.WM, phantom.affine, out_wm_mask, dtype=np.uint8)
     save_nifti(phantom.tissue, phantom.affine, out_tissue, dtype=np.int16)
     save_nifti(texture, phantom.affine, out_texture)
-    for frame, path in ((region_names(), out_labels), (planted_table(synthetic), out_planted)):
+    planted = planted_table(synthetic)
+    for frame, path in ((region_names(), out_labels), (planted, out_planted)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
-    log.info(
-        "template %s at %.1f mm written; planted effects:\n%s", shape, synthetic["voxel_mm"], planted_table(synthetic)
-    )
+    log.info("template %s at %.1f mm written; planted effects:\n%s", shape, synthetic["voxel_mm"], planted)
 
 
 def build_participants(subjects: Sequence[str], cohort: dict, out: str) -> None:
