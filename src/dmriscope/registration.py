@@ -18,9 +18,9 @@ runs are guaranteed with 1 thread (more threads may change the floating-point su
 
 `import_ants` imports antspyx without six subpackages that its ``__init__`` imports eagerly and dmriscope never
 calls (``learn``, ``plotting``, ``deeplearn``, ``contrib``, ``segmentation``, with scikit-learn and matplotlib
-behind them, and ``math``, whose ``quantile`` imports statsmodels; ``ants.registration`` calls none of them),
-~1.3 s of CPU in every register_fa job (README, "Benchmarks"). They stay importable (``import ants.plotting``);
-only their names are missing from the ``ants`` namespace.
+behind them, and ``math``, whose ``quantile`` imports statsmodels; ``ants.registration`` calls none of them):
+importing them would cost every register_fa job CPU for nothing (README, "Benchmarks", has the measures). They stay
+importable (``import ants.plotting``); only their names are missing from the ``ants`` namespace.
 """
 
 from __future__ import annotations

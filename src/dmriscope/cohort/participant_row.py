@@ -3,7 +3,7 @@ per-subject jobs.
 
 `dmriscope.cohort.participants` builds and writes whole tables with pandas; a job that needs one subject's sex and
 age (synthesize_subject, 240 jobs on the default cohort) reads its row here with the csv module instead, which
-spares each job pandas' import (0.23 s of its ~1.8 s; README, "Speed"). Both paths validate a row with
+spares each job pandas' import (measured in README, "Benchmarks"). Both paths validate a row with
 `validate_row`, so they accept and reject the same tables (tests/test_participants.py).
 """
 
