@@ -8,6 +8,12 @@ linear readers are trained on the training subjects and scored on the test subje
 *voxels* (every brain voxel of the model grid, standardised, PCA to 40 components, L2 logistic regression) and
 *regions* (the 48 atlas-region means, standardised, L2 logistic regression).
 
+**Residue** (``--residue``, with the runs): what the pooled regression leaves. Per metric, on the regressed and
+voxel-standardised maps: the voxel reader, a reader of the 48 regions' within-region spatial SD (second order:
+how rough a subject's map is inside each region), the test correlation of volume with a ridge prediction of it
+from the maps (PCA 40), and the positive / negative class ratio of within-region SD (median over regions, and how
+many regions exceed 1) before and after the regression.
+
 **Synthetic** (``--synthetic N``): N seeds of a high-dimensional toy (120 features, each loading on a size
 variable, plus noise; the classes 1.5 SDs apart in size - the default cohort's gap - and no label effect), the case
 where an over-parameterised reader can fit its training set: what each control leaves of size.
@@ -36,6 +42,7 @@ Usage (each run directory a finished holdout run; about a minute per run on 2 co
 
     .venv/bin/python benchmarks/size_controls.py runs/size15 runs/size5 runs/default
     .venv/bin/python benchmarks/size_controls.py --synthetic 12
+    .venv/bin/python benchmarks/size_controls.py --residue runs/size15-regress
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeCV
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -169,6 +176,47 @@ def run_table(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def region_sd(features: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """(subjects, 48): each atlas region's spatial SD of a subject's voxel features (``regions``: label per voxel)."""
+    return np.stack([features[:, regions == r].std(axis=1) for r in range(1, 49)], axis=1)
+
+
+def sd_ratio(features: np.ndarray, regions: np.ndarray, label: np.ndarray) -> str:
+    """Positive / negative class ratio of mean within-region SD: median over regions (regions above 1)."""
+    sd = region_sd(features, regions)
+    ratio = sd[label == 1].mean(axis=0) / sd[label == 0].mean(axis=0)
+    return f"{np.median(ratio):.3f} ({int((ratio > 1).sum())} of 48)"
+
+
+def residue_table(results: Path) -> pd.DataFrame:
+    """What ``pooled`` regression leaves on one holdout run: first-order (voxels, volume) and second-order readers."""
+    mask = np.load(results / "tensors" / "brain_mask.npy").astype(bool)
+    regions = np.load(results / "tensors" / "atlas.npy")[mask]
+    rows = []
+    for metric in METRICS:
+        voxels, _, index, volume = load_run(results, metric)
+        label = index["label"].to_numpy()
+        train, test = index["set"].eq("train").to_numpy(), index["set"].eq("test").to_numpy()
+        regressed = remove_size(voxels, volume, label, train, "pooled", np.ones(len(label)))
+        z = (regressed - regressed[train].mean(axis=0)) / (regressed[train].std(axis=0) + 1e-12)
+        pca = PCA(40, random_state=0).fit(z[train])
+        ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(pca.transform(z[train]), volume[train])
+        rows.append(
+            {
+                "run": results.parent.name,
+                "metric": metric,
+                "voxels, regressed": auc_cell(label[test], test_scores(z, label, train, None, test, "voxels")),
+                "region SD, regressed": auc_cell(
+                    label[test], test_scores(region_sd(z, regions), label, train, None, test, "regions")
+                ),
+                "r(volume, ridge on maps), test": f"{np.corrcoef(ridge.predict(pca.transform(z[test])), volume[test])[0, 1]:.3f}",
+                "SD ratio, raw": sd_ratio(voxels, regions, label),
+                "SD ratio, regressed": sd_ratio(regressed, regions, label),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def synthetic_table(seeds: int, n: int = 600, features: int = 120, gap: float = 1.5) -> pd.DataFrame:
     """Test AUC of a ridge logistic reader per control over ``seeds`` draws of the size-only toy."""
     aucs: dict[str, list[float]] = {control: [] for control in SYNTHETIC_CONTROLS}
@@ -199,12 +247,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories (each with results/ of a holdout run)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="also run the toy over N seeds")
+    parser.add_argument("--residue", action="store_true", help="what the pooled regression leaves, per run")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("dmriscope").setLevel(logging.WARNING)
     if args.synthetic:
         print(f"Size-only toy (120 features, classes 1.5 SDs apart in size, {args.synthetic} seeds): test AUC\n")
         print(synthetic_table(args.synthetic).to_markdown(index=False, floatfmt=".3f"), flush=True)
+    if args.residue:
+        for run in args.runs:
+            print("\n" + residue_table(run / "results").to_markdown(index=False), flush=True)
+        return
     if args.runs:
         print("\nTest AUC [95% bootstrap CI] of linear readers under each size control (* = CI excludes 0.5)")
     for run in args.runs:
