@@ -181,11 +181,15 @@ def region_sd(features: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return np.stack([features[:, regions == r].std(axis=1) for r in range(1, 49)], axis=1)
 
 
-def sd_ratio(features: np.ndarray, regions: np.ndarray, label: np.ndarray) -> str:
-    """Positive / negative class ratio of mean within-region SD: median over regions (regions above 1)."""
+def sd_ratios(features: np.ndarray, regions: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """(48,): per region, the positive class's mean within-region SD over the negative class's."""
     sd = region_sd(features, regions)
-    ratio = sd[label == 1].mean(axis=0) / sd[label == 0].mean(axis=0)
-    return f"{np.median(ratio):.3f} ({int((ratio > 1).sum())} of 48)"
+    return sd[label == 1].mean(axis=0) / sd[label == 0].mean(axis=0)
+
+
+def ratio_cell(ratios: np.ndarray) -> str:
+    """Median ratio over the regions, and how many regions exceed 1."""
+    return f"{np.median(ratios):.3f} ({int((ratios > 1).sum())} of {ratios.size})"
 
 
 def residue_table(results: Path) -> pd.DataFrame:
@@ -201,6 +205,7 @@ def residue_table(results: Path) -> pd.DataFrame:
         z = (regressed - regressed[train].mean(axis=0)) / (regressed[train].std(axis=0) + 1e-12)
         pca = PCA(40, random_state=0).fit(z[train])
         ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(pca.transform(z[train]), volume[train])
+        volume_r = np.corrcoef(ridge.predict(pca.transform(z[test])), volume[test])[0, 1]
         rows.append(
             {
                 "run": results.parent.name,
@@ -209,9 +214,9 @@ def residue_table(results: Path) -> pd.DataFrame:
                 "region SD, regressed": auc_cell(
                     label[test], test_scores(region_sd(z, regions), label, train, None, test, "regions")
                 ),
-                "r(volume, ridge on maps), test": f"{np.corrcoef(ridge.predict(pca.transform(z[test])), volume[test])[0, 1]:.3f}",
-                "SD ratio, raw": sd_ratio(voxels, regions, label),
-                "SD ratio, regressed": sd_ratio(regressed, regions, label),
+                "r(volume, ridge on maps), test": f"{volume_r:.3f}",
+                "SD ratio, raw": ratio_cell(sd_ratios(voxels, regions, label)),
+                "SD ratio, regressed": ratio_cell(sd_ratios(regressed, regions, label)),
             }
         )
     return pd.DataFrame(rows)
