@@ -37,6 +37,7 @@ rule stack_tensors:
     output:
         tensor=STORE,
         index=STORE_INDEX,
+        smoothness="results/tensors/{metric}_smoothness.tsv",
     log:
         "logs/stack_tensors/{metric}.log",
     benchmark:
@@ -50,6 +51,7 @@ rule stack_tensors:
     params:
         label=config["label"],
         subjects=SUBJECTS,
+        smooth_to_fwhm=config["tensors"]["smooth_to_fwhm"],
     script:
         "../workflow_scripts/stack_tensors.py"
 

@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "dki": ("dki", "dki_validation"),
     "registration": ("registration_qc", "registration"),
     "split": ("split",),
-    "tensors": ("tensors", "fold_tensors"),
+    "tensors": ("smoothness", "tensors", "fold_tensors"),
     "models": ("models.registry", "models.cnn2d", "models.cnn3d", "models.vit", "models.mae", "models"),
     "training": (
         "train_settings",

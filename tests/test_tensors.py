@@ -123,6 +123,7 @@ def run_stack(tmp_path, cohort: dict, mode: str = "voxel", clip: float | None = 
         brain_mask=t / "out/brain_mask.npy",
         tensor=t / "out/MD.npy",
         index=t / "out/store_index.tsv",
+        smoothness=t / "out/MD_smoothness.tsv",
     )
     fold_tensors(
         tensor=t / "out/MD.npy",
@@ -263,6 +264,7 @@ def test_bad_inputs_name_the_file(tmp_path):
             brain_mask=tmp_path / "out/brain_mask.npy",
             tensor=tmp_path / "a.npy",
             index=tmp_path / "a.tsv",
+            smoothness=tmp_path / "a_smoothness.tsv",
         )
     assert not (tmp_path / "out/MD.npy").exists()
 

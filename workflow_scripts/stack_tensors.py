@@ -1,4 +1,5 @@
-"""Rule stack_tensors: one metric's registered maps on the model grid, as a memory-mapped .npy + subject index."""
+"""Rule stack_tensors: one metric's registered maps on the model grid, as a memory-mapped .npy + subject index
+(+ each map's smoothness, blurred to tensors.smooth_to_fwhm when set)."""
 
 from dmriscope.io import run_script
 from dmriscope.tensors import stack_tensors
@@ -15,4 +16,6 @@ if __name__ == "__main__":
         brain_mask=snakemake.input.brain_mask,
         tensor=snakemake.output.tensor,
         index=snakemake.output.index,
+        smoothness=snakemake.output.smoothness,
+        smooth_to_fwhm=snakemake.params.smooth_to_fwhm,
     )

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 from dmriscope.io import InputError, atomic_path, load_nifti, progress
 from dmriscope.label import SEX, Label
 from dmriscope.normalise import BoundNormaliser, Normaliser
+from dmriscope.smoothness import equalise_store
 from dmriscope.split import CV, SETS
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,10 @@ def stack_metric(
     brain_mask: np.ndarray,
     template_shape: Sequence[int],
     out_npy: str | Path,
-) -> None:
-    """Write every indexed subject's map, on the grid, as row ``row`` of a float32 (N, S, H, W) .npy.
+    smooth_to_fwhm: float | str | None = None,
+) -> pd.DataFrame:
+    """Write every indexed subject's map, on the grid, as row ``row`` of a float32 (N, S, H, W) .npy; return each
+    subject's smoothness (`dmriscope.smoothness.equalise_store`, which blurs the rows to ``smooth_to_fwhm``).
 
     Written with ``np.lib.format.open_memmap`` to a temporary name and renamed when complete.
     """
@@ -157,8 +160,10 @@ def stack_metric(
                     f"{maps[row.subject]}: shape {volume.shape} is not the template's {tuple(template_shape)}"
                 )
             store[row.row] = to_grid(volume, grid)
+        smoothness = equalise_store(store, index["subject"].tolist(), brain_mask, smooth_to_fwhm)
         store.flush()
         del store
+    return smoothness
 
 
 def stack_tensors(
@@ -170,17 +175,24 @@ def stack_tensors(
     brain_mask: str | Path,
     tensor: str | Path,
     index: str | Path,
+    smoothness: str | Path,
     label: Mapping | None = None,
+    smooth_to_fwhm: float | str | None = None,
 ) -> None:
-    """Rule stack_tensors for one metric: the .npy store of every split subject and its subject index (``label``:
-    config section ``label``, default sex)."""
+    """Rule stack_tensors for one metric: the .npy store of every split subject, its subject index (``label``:
+    config section ``label``, default sex) and each map's smoothness, blurred to ``smooth_to_fwhm`` (config key
+    ``tensors.smooth_to_fwhm``) when set."""
     if len(maps) != len(subjects):
         raise InputError(f"{len(maps)} maps for {len(subjects)} subjects")
     frame = pd.read_csv(split, sep="\t", dtype=str, keep_default_na=False)
     table = tensor_index(frame, split, Label.from_config(label))
     mask = np.load(brain_mask)
     template_shape = load_nifti(template, ndim=3)[0].shape
-    stack_metric(dict(zip(subjects, maps, strict=True)), table, mask, template_shape, tensor)
+    fwhm = stack_metric(dict(zip(subjects, maps, strict=True)), table, mask, template_shape, tensor, smooth_to_fwhm)
+    with atomic_path(smoothness) as tmp:
+        table[["subject", "group"]].merge(fwhm, on="subject").to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    by_group = fwhm.assign(group=table["group"].to_numpy()).groupby("group")["fwhm"].mean()
+    log.info("mean FWHM (voxels) by group before any blur: %s", by_group.round(3).to_dict())
     with atomic_path(index) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     log.info("%s: %d subjects, grid %s", tensor, len(table), mask.shape)
