@@ -122,6 +122,7 @@ def get_final_output():
         return outputs
     outputs += model_outputs("results/models/{model}/{metric}/metrics.json")
     outputs += [
+        "results/tables/table1c_smoothness.md",
         "results/tables/table2_performance.md",
         "results/tables/table4_parameters.md",
     ]

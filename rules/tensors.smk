@@ -86,3 +86,26 @@ rule normalise_fold:
         regress_out=config["tensors"]["regress_out"],
     script:
         "../workflow_scripts/normalise_fold.py"
+
+
+rule render_table1c:
+    input:
+        split="results/split/split.tsv",
+        smoothness=expand("results/tensors/{metric}_smoothness.tsv", metric=METRICS),
+    output:
+        tsv="results/tables/table1c_smoothness.tsv",
+        md="results/tables/table1c_smoothness.md",
+        html=report(
+            "results/tables/table1c_smoothness.html",
+            caption="../report/table1c.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/render_table1c/render_table1c.log",
+    conda:
+        "../envs/dmriscope.yaml"
+    params:
+        label=config["label"],
+        metrics=METRICS,
+    script:
+        "../workflow_scripts/render_table1c.py"

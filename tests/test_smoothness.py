@@ -130,3 +130,34 @@ def test_bad_targets_name_the_config_key():
         resolve_target("auto", np.array([np.inf, np.nan]))
     assert resolve_target("auto", np.array([2.0, 3.5, np.inf])) == 3.5
     assert resolve_target(2.5, np.array([9.0])) == 2.5
+
+
+def test_table1c_reports_each_groups_smoothness_per_set(tmp_path):
+    import pandas as pd
+
+    from dmriscope.label import SEX
+    from dmriscope.render.analysis_tables import read_smoothness, smoothness_table
+
+    subjects = [f"0{i}" for i in range(8)]
+    split = pd.DataFrame({
+        "subject": subjects,
+        "sex": list("MFMFMFMF"),
+        "age_bin": ["22-25"] * 8,
+        "set": ["train"] * 4 + ["val"] * 2 + ["test"] * 2,
+    })  # fmt: skip
+    fwhm = [2.0, 2.5, 2.0, 2.5, 1.0, 2.0, 3.0, 3.0]
+    pd.DataFrame({"subject": subjects, "group": split["sex"], "fwhm": fwhm, "fwhm_after": 3.0}).to_csv(
+        tmp_path / "FA_smoothness.tsv", sep="\t", index=False
+    )
+    table = read_smoothness(str(tmp_path / "FA_smoothness.tsv"))
+    assert table["subject"].iloc[0] == "00"  # IDs stay strings
+    out = smoothness_table({"FA": table}, split, SEX).set_index("set")
+    assert list(out.index) == ["train", "val", "test", "all"]
+    assert out.loc["train", "male / female"] == 0.8
+    assert out.loc["val", "male / female"] == 0.5
+    assert out.loc["all", "male / female"] == round(2.0 / 2.5, 3)
+    assert out.loc["all", "male FWHM"] == "2.000 ± 0.816"
+    assert (out["male / female after blur"] == 1.0).all()
+    (tmp_path / "bad.tsv").write_text("subject\tfwhm\n01\t2\n")
+    with pytest.raises(InputError, match="bad.tsv"):
+        read_smoothness(str(tmp_path / "bad.tsv"))

@@ -268,7 +268,7 @@ def _age_bins(split: pd.DataFrame) -> list[str]:
     return sorted(split["age_bin"].astype(str).unique(), key=lambda b: (float(b.split("-")[0]), b))
 
 
-def _groups(
+def set_groups(
     split: pd.DataFrame, volumes: pd.Series | None = None
 ) -> tuple[pd.DataFrame, list[tuple[str, pd.DataFrame]]]:
     """The used subjects (with ``volume`` in cm³ when ``volumes`` are given) and their sets (train/val/test, or the
@@ -288,7 +288,7 @@ def _groups(
 def table1(split: pd.DataFrame, label: Label = SEX) -> pd.DataFrame:
     """The paper's Table 1: subjects per age bin (rows, plus Total) and group of the label (male/female by default)
     within each set (columns, plus All). A kfold split (``set`` = ``cv``) has one column pair per test fold."""
-    used, groups = _groups(split)
+    used, groups = set_groups(split)
     bins = _age_bins(used)
     columns = {}
     for name, part in (*groups, ("all", used)):
@@ -303,7 +303,7 @@ def table1(split: pd.DataFrame, label: Label = SEX) -> pd.DataFrame:
 
 def volume_table(split: pd.DataFrame, volumes: pd.Series, label: Label = SEX) -> pd.DataFrame:
     """Table 1b: brain volume (cm^3) mean ± SD by group in each set (or test fold) and overall, and their ratio."""
-    used, groups = _groups(split, volumes)
+    used, groups = set_groups(split, volumes)
     pos, neg = label.names
     rows = []
     for name, part in (*groups, ("all", used)):

@@ -1,6 +1,7 @@
-"""The tables of the cohort and the analysis, written for people: Table 1 and 1b (split), Table 3 and the model
-comparison (statistics), the truth check (synthetic cohorts). Each reads its rule's inputs, asks the stage module for
-the numbers and writes TSV + Markdown + HTML through `write_table`; Tables 2 and 4 live in `render.tables`."""
+"""The tables of the cohort and the analysis, written for people: Table 1 and 1b (split), 1c (tensors), Table 3 and
+the model comparison (statistics), the truth check (synthetic cohorts). Each reads its rule's inputs, asks the stage
+module for the numbers and writes TSV + Markdown + HTML through `write_table`; Tables 2 and 4 live in
+`render.tables`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from dmriscope.brain_size import read_volumes
+from dmriscope.io import InputError
 from dmriscope.label import Label
 from dmriscope.render.tables import write_table
-from dmriscope.split import table1, volume_table
+from dmriscope.split import set_groups, table1, volume_table
 from dmriscope.stats import REGION_COLUMNS, compare_models, model_metric_from_path, read_tsv, table3
 from dmriscope.truth import POOLED, UNION, planted_sex_regions, truth_check
 
@@ -41,6 +43,47 @@ def render_volume_table_files(
     group = Label.from_config(label)
     title = f"Table 1b. Native brain-mask volume, mean ± SD (cm³), by {group.title}"
     write_table(volume_table(_read_split(split_path, group), read_volumes(volumes), group), tsv, md, title, html)
+
+
+def smoothness_table(tables: Mapping[str, pd.DataFrame], split: pd.DataFrame, label: Label) -> pd.DataFrame:
+    """Table 1c: each metric's map smoothness (FWHM in voxels of the model grid) by group in each set (or test
+    fold) and overall, before and after the blur of ``tensors.smooth_to_fwhm`` (`dmriscope.smoothness`)."""
+    pos, neg = label.names
+    used, groups = set_groups(split)
+    rows = []
+    for metric, table in tables.items():
+        for name, part in (*groups, ("all", used)):
+            chosen = table[table["subject"].isin(part["subject"])]
+            a, b = chosen[chosen["group"] == label.positive], chosen[chosen["group"] == label.negative]
+            rows.append({
+                "metric": metric,
+                "set": name,
+                f"{pos} FWHM": f"{a['fwhm'].mean():.3f} ± {a['fwhm'].std():.3f}",
+                f"{neg} FWHM": f"{b['fwhm'].mean():.3f} ± {b['fwhm'].std():.3f}",
+                f"{pos} / {neg}": round(a["fwhm"].mean() / b["fwhm"].mean(), 3),
+                f"{pos} / {neg} after blur": round(a["fwhm_after"].mean() / b["fwhm_after"].mean(), 3),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def read_smoothness(path: str) -> pd.DataFrame:
+    """A ``{metric}_smoothness.tsv`` (`dmriscope.tensors.stack_tensors`); subject IDs and groups stay strings."""
+    frame = pd.read_csv(path, sep="\t", dtype={"subject": str, "group": str})
+    missing = {"subject", "group", "fwhm", "fwhm_after"} - set(frame.columns)
+    if missing:
+        raise InputError(f"{path}: lacks columns {sorted(missing)}")
+    return frame
+
+
+def render_smoothness_table_files(
+    *, split_path: str, smoothness: Sequence[str], metrics: Sequence[str], tsv: str, md: str,
+    html: str | None = None, label: Mapping | None = None,
+) -> None:  # fmt: skip
+    """Rule render_table1c: map smoothness by group, set and metric as TSV, Markdown and HTML."""
+    group = Label.from_config(label)
+    tables = {m: read_smoothness(p) for m, p in zip(metrics, smoothness, strict=True)}
+    title = f"Table 1c. Smoothness of the registered maps (FWHM, model-grid voxels), mean ± SD, by {group.title}"
+    write_table(smoothness_table(tables, _read_split(split_path, group), group), tsv, md, title, html)
 
 
 def _unions(paths: Sequence[str], required: Sequence[str]) -> dict[str, pd.DataFrame]:
