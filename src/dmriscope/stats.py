@@ -301,10 +301,11 @@ def compare_models(predictions: Mapping[tuple[str, str], pd.DataFrame], referenc
     return pd.DataFrame(rows)
 
 
-def read_tsv(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a TSV; a missing file or column is an `InputError` naming the file."""
+def read_tsv(path: str | os.PathLike, required: Sequence[str] = (), dtype: Mapping | None = None) -> pd.DataFrame:
+    """Read a TSV (``dtype``: pandas' per-column types, e.g. ``{"subject": str}`` so IDs keep leading zeros); a
+    missing file or column is an `InputError` naming the file."""
     try:
-        frame = pd.read_csv(path, sep="\t")
+        frame = pd.read_csv(path, sep="\t", dtype=dtype)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     missing = set(required) - set(frame.columns)

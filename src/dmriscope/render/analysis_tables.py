@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from dmriscope.brain_size import read_volumes
-from dmriscope.io import InputError
 from dmriscope.label import Label
 from dmriscope.render.tables import write_table
 from dmriscope.split import set_groups, table1, volume_table
@@ -68,11 +67,7 @@ def smoothness_table(tables: Mapping[str, pd.DataFrame], split: pd.DataFrame, la
 
 def read_smoothness(path: str) -> pd.DataFrame:
     """A ``{metric}_smoothness.tsv`` (`dmriscope.tensors.stack_tensors`); subject IDs and groups stay strings."""
-    frame = pd.read_csv(path, sep="\t", dtype={"subject": str, "group": str})
-    missing = {"subject", "group", "fwhm", "fwhm_after"} - set(frame.columns)
-    if missing:
-        raise InputError(f"{path}: lacks columns {sorted(missing)}")
-    return frame
+    return read_tsv(path, required=("subject", "group", "fwhm", "fwhm_after"), dtype={"subject": str, "group": str})
 
 
 def render_smoothness_table_files(
