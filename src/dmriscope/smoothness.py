@@ -64,7 +64,8 @@ def estimate_fwhm(volume: np.ndarray, mean: np.ndarray, mask: np.ndarray) -> flo
     """One map's smoothness: the geometric mean over axes of `axis_fwhm` of (volume - mean), demeaned in ``mask``."""
     residual = np.asarray(volume, dtype=np.float64) - mean
     residual = np.where(mask, residual - residual[mask].mean(), 0.0)
-    return float(np.exp(np.mean(np.log(axis_fwhm(residual, mask)))))
+    with np.errstate(divide="ignore"):  # an axis rougher than white noise has FWHM 0, and so has the mean
+        return float(np.exp(np.mean(np.log(axis_fwhm(residual, mask)))))
 
 
 def masked_blur(volume: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
