@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cohort.bids_export",
         "cohort.microstructure",
         "cohort.phantom",
+        "cohort.partial_volume",
         "cohort.synthetic",
         "cohort.synthetic_template",
         "cohort.subjects",

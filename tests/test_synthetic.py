@@ -279,10 +279,11 @@ def test_template_files(template, ci):
     assert list(planted["region"][planted["effect"] == "sex"]) == [e["region"] for e in syn["sex_effects"]]
 
 
-def test_noiseless_subject_fits_back_to_the_truth(tmp_path, template, ci):
+@pytest.mark.parametrize("samples", [1, 2], ids=["voxel-centres", "partial-volume"])
+def test_noiseless_subject_fits_back_to_the_truth(tmp_path, template, ci, samples):
     from dmriscope.dki import fit_dki_files
 
-    syn = {**ci["synthetic"], "noiseless": True}
+    syn = {**ci["synthetic"], "noiseless": True, "partial_volume_samples": samples}
     participants = write_participants(tmp_path, [{"subject": "n1", "sex": "M", "age": "", "age_bin": "31-37"}])
     files = synthesize(tmp_path, template, participants, "n1", syn, ci["dki"])
     dwi = nib.load(files["dwi"])

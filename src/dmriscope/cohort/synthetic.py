@@ -9,8 +9,10 @@ Per subject (everything seeded from (cohort seed, subject ID), one independent s
 * geometry: native world point y maps to template point x = y / scale + u(y), scale log-normal around
   sqrt(male_scale) for males and 1 / sqrt(male_scale) for females (SD scale_sd), u a Gaussian-smoothed random
   displacement field (RMS deformation_mm over the brain, smoothing sigma deformation_smoothness_mm).
-  Labels and tissue are sampled nearest-neighbour, the texture linearly (scipy.ndimage.map_coordinates); fibre
-  directions are evaluated at x and carried into native space by the inverse Jacobian of the map;
+  Labels and tissue are sampled nearest-neighbour, the texture linearly (scipy.ndimage.map_coordinates), at each
+  voxel's centre or, with ``partial_volume_samples`` k > 1, at k^3 sub-voxel points whose mixture is the voxel
+  (`dmriscope.cohort.partial_volume`); fibre directions are evaluated at x and carried into native space by the
+  inverse Jacobian of the map;
 * signal: the DKI signal of the mixture tensors at HCP's scheme (288 volumes), Rician noise of sigma = S0_WM / snr
   (none when ``noiseless``). Written as int16 (rounded) when sigma >= INT16_MIN_SIGMA (default snr 40: sigma 25,
   rounding adds 0.01% to the noise variance, and the file is 3x smaller and 2x faster to write), else float32 (so a
@@ -30,6 +32,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
 from dmriscope.cohort import microstructure as ms
+from dmriscope.cohort import partial_volume as pv
 from dmriscope.cohort import phantom as ph
 from dmriscope.cohort.gradients import load_hcp_scheme, write_fsl_gradients
 from dmriscope.cohort.participant_row import AGE_BIN_EDGES, AGE_BINS, read_participant
@@ -125,21 +128,45 @@ def wm_fractions(labels: np.ndarray, texture: np.ndarray, f_region: np.ndarray, 
     return np.clip(f_region[labels] + texture_sd * texture, *F_RANGE)
 
 
-def voxel_truth(
-    tissue: np.ndarray, labels: np.ndarray, f: np.ndarray, points: np.ndarray, dki_cfg: dict,
-    jacobian: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
-    """D (N, 3, 3), W (N, 15), S0 (N,) and true FA/MD/MK (N,) of brain voxels at template points (N, 3).
+def transported_directions(
+    labels: np.ndarray, tissue: np.ndarray, points: np.ndarray, jacobian: np.ndarray
+) -> np.ndarray:
+    """Unit fibre directions (N, 3) at template points (N, 3), carried into native space by the inverse of the
+    native->template Jacobians dx/dy (N, 3, 3)."""
+    directions = np.linalg.solve(jacobian, ph.fibre_directions(labels, tissue, points)[..., None])[..., 0]
+    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
 
-    With `jacobian` (N, 3, 3, dx/dy of the native->template map), fibre directions are carried into native space.
-    """
-    directions = ph.fibre_directions(labels, tissue, points)
-    if jacobian is not None:
-        directions = np.linalg.solve(jacobian, directions[..., None])[..., 0]
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    D, W, s0 = ms.voxel_tensors(tissue, f, directions)
-    truth = ms.scalar_maps(D, W, dki_cfg["min_kurtosis"], dki_cfg["max_kurtosis"])
-    return D, W, s0, truth
+
+def point_sampled(
+    template: ph.Phantom, texture: np.ndarray, points: np.ndarray, jacobian: np.ndarray, f_region: np.ndarray,
+    texture_sd: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Brain mask (X, Y, Z) and D, W, S0 of its N voxels, each read at its centre (template points (X, Y, Z, 3),
+    Jacobians (X, Y, Z, 3, 3)): labels and tissue nearest-neighbour, the texture linearly."""
+    brain = sample(template.tissue, template.affine, points, order=0) > 0
+    tissue = sample(template.tissue, template.affine, points[brain], order=0)
+    labels = sample(template.atlas, template.affine, points[brain], order=0)
+    f = wm_fractions(labels, sample(texture, template.affine, points[brain], order=1), f_region, texture_sd)
+    directions = transported_directions(labels, tissue, points[brain], jacobian[brain])
+    return brain, *ms.voxel_tensors(tissue, f, directions)
+
+
+def integrated(
+    template: ph.Phantom, texture: np.ndarray, points: np.ndarray, jacobian: np.ndarray, f_region: np.ndarray,
+    texture_sd: float, offsets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """As `point_sampled`, but each voxel the partial-volume mixture of its sub-points at `offsets` (S, 3; native
+    mm; `dmriscope.cohort.partial_volume`): brain where at least half of them are."""
+    subs = pv.sub_points(points.reshape(-1, 3), jacobian.reshape(-1, 3, 3), offsets)
+    tissue = sample(template.tissue, template.affine, subs, order=0)
+    brain_flat = (tissue > 0).mean(axis=1) >= 0.5
+    brain = brain_flat.reshape(points.shape[:3])
+    subs, tissue = subs[brain_flat], tissue[brain_flat]
+    labels = sample(template.atlas, template.affine, subs, order=0)
+    f = wm_fractions(labels, sample(texture, template.affine, subs, order=1), f_region, texture_sd)
+    per_point = np.repeat(jacobian[brain], len(offsets), axis=0)
+    directions = transported_directions(labels.ravel(), tissue.ravel(), subs.reshape(-1, 3), per_point)
+    return brain, *pv.voxel_mixture(tissue, f, directions.reshape(*tissue.shape, 3))
 
 
 def template_fa(phantom: ph.Phantom, texture: np.ndarray, texture_sd: float) -> np.ndarray:
@@ -148,7 +175,8 @@ def template_fa(phantom: ph.Phantom, texture: np.ndarray, texture_sd: float) -> 
     labels = phantom.atlas[brain]
     f = wm_fractions(labels, texture[brain], ph.region_f_means(), texture_sd)
     points = ph.grid_points(phantom.tissue.shape, phantom.affine)[brain]
-    _, _, _, truth = voxel_truth(phantom.tissue[brain], labels, f, points, {"min_kurtosis": 0.0, "max_kurtosis": 3.0})
+    directions = ph.fibre_directions(labels, phantom.tissue[brain], points)
+    truth = ms.scalar_maps(*ms.voxel_tensors(phantom.tissue[brain], f, directions)[:2], 0.0, 3.0)
     fa = np.zeros(phantom.tissue.shape, dtype=np.float32)
     fa[brain] = truth["FA"]
     return fa
@@ -194,13 +222,15 @@ def subject_anatomy(
         subject_rng(seed, subject, "deformation"),
     )  # fmt: skip
     points, jacobian = pull_back(affine, shape, scale, u)
-    brain = sample(template.tissue, template.affine, points, order=0) > 0
-    tissue = sample(template.tissue, template.affine, points[brain], order=0)
+    samples = synthetic.get("partial_volume_samples", 1)
+    if samples == 1:
+        brain, D, W, s0 = point_sampled(template, texture, points, jacobian, f_region, synthetic["texture_sd"])
+    else:
+        offsets = pv.subvoxel_offsets(samples, voxel)
+        brain, D, W, s0 = integrated(template, texture, points, jacobian, f_region, synthetic["texture_sd"], offsets)
+    values = ms.scalar_maps(D, W, dki_cfg["min_kurtosis"], dki_cfg["max_kurtosis"])
     labels = np.zeros(shape, dtype=np.int16)
     labels[brain] = sample(template.atlas, template.affine, points[brain], order=0)
-    texture_here = sample(texture, template.affine, points[brain], order=1)
-    f = wm_fractions(labels[brain], texture_here, f_region, synthetic["texture_sd"])
-    D, W, s0, values = voxel_truth(tissue, labels[brain], f, points[brain], dki_cfg, jacobian[brain])
     truth = {metric: np.zeros(shape, dtype=np.float32) for metric in METRICS}
     for metric in METRICS:
         truth[metric][brain] = values[metric]
