@@ -2,13 +2,14 @@
 
 A real MRI voxel averages the signal of everything inside it, so tissue borders, region borders and the texture are
 box-filtered at the acquisition's voxel size. Point sampling (k = 1, the phantom's original scheme) reads the
-template nearest-neighbour at the voxel centre: a border lands in one voxel or the next with nothing in between, and
-what a smaller brain loses is aliasing rather than blur. With k > 1 each native voxel is the mixture of its k^3
-sub-points (centres of equal sub-cubes, carried into template space by the voxel's own affine approximation of the
-native->template map: x = x_centre + J offset). Every sub-point is already a Gaussian mixture of compartments
-(`microstructure.compartments`), so their average is one, too: weights s0_j f_c,j / sum_j s0_j, S0 = the mean
-of the sub-points' s0 (background sub-points contribute nothing). The signal stays the exact DKI signal of the
-mixture's (D, W), as for every phantom voxel, so a noiseless fit still recovers the voxel's truth exactly.
+template nearest-neighbour at the voxel centre: a border lands in one voxel or the next with nothing in between. (It
+is not what leaves brain size in registered maps after a blur: README, "Brain size".) With k > 1 each native voxel
+is the mixture of its k^3 sub-points (centres of equal sub-cubes, carried into template space by the voxel's own
+affine approximation of the native->template map: x = x_centre + J offset). Every sub-point is already a Gaussian
+mixture of compartments (`microstructure.compartments`), so their average is one, too: weights s0_j f_c,j / sum_j
+s0_j, S0 = the mean of the sub-points' s0 (background sub-points contribute nothing). The signal stays the exact DKI
+signal of the mixture's (D, W), as for every phantom voxel, so a noiseless fit still recovers the voxel's truth
+exactly.
 
 A voxel belongs to the brain when at least half of its sub-points do; its S0 then falls with its brain fraction.
 """
