@@ -50,6 +50,13 @@ def synthesize_mem_mb(wildcards, attempt=1):
     return attempt * max(1500, int(1.6 * voxels * 288 * 4 / 2**20))
 
 
+def harmonise_template(wildcards):
+    """fit_dki's template input: the template FA (its brain volume) only where dki.harmonise is on."""
+    if config["dki"]["harmonise"]["psf_mm"] is None:
+        return []
+    return "results/template/template_FA.nii.gz"
+
+
 def registered_maps(wildcards=None):
     """Every subject's FA, MD and MK in template space."""
     return expand(

@@ -7,6 +7,7 @@ rule fit_dki:
         bval="results/raw/sub-{subject}/dwi.bval",
         bvec="results/raw/sub-{subject}/dwi.bvec",
         mask="results/raw/sub-{subject}/brain_mask.nii.gz",
+        template=harmonise_template,
     output:
         maps=expand("results/dki/sub-{{subject}}/{metric}.nii.gz", metric=METRICS),
         settings="results/dki/sub-{subject}/fit.json",
@@ -23,5 +24,6 @@ rule fit_dki:
         runtime=30,
     params:
         dki=config["dki"],
+        subject="sub-{subject}",
     script:
         "../workflow_scripts/fit_dki.py"

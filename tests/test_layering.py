@@ -30,7 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "brain_size",
         "template",
     ),  # fmt: skip
-    "dki": ("dki", "dki_validation"),
+    "dki": ("harmonise", "dki", "dki_validation"),
     "registration": ("registration_qc", "registration"),
     "split": ("split",),
     "tensors": ("smoothness", "tensors", "fold_tensors"),

@@ -15,4 +15,6 @@ if __name__ == "__main__":
         out_maps=dict(zip(METRICS, snakemake.output.maps)),
         settings_path=snakemake.output.settings,
         dki_cfg=dict(snakemake.params.dki),
+        template_fa=snakemake.input.get("template") or None,
+        subject=snakemake.params.subject,
     )

@@ -281,6 +281,23 @@ def _open_inputs(dwi: PathLike, bval: PathLike, bvec: PathLike, mask: PathLike, 
     return _Inputs(img, bvals, keep, design, brain, affine_matches)
 
 
+def _harmonise(
+    signals: np.ndarray, inputs: _Inputs, cfg: Mapping[str, Any], template_fa: PathLike | None, subject: str
+) -> dict[str, Any] | None:
+    """`dmriscope.harmonise` on the masked signals, in place, when `dki.harmonise.psf_mm` is set."""
+    if cfg.get("psf_mm") is None:
+        return None
+    from dmriscope import harmonise
+
+    if template_fa is None:
+        raise ValueError("dki.harmonise.psf_mm is set but no template FA was given to fit_dki_files")
+    zooms = tuple(float(z) for z in inputs.img.header.get_zooms()[:3])
+    volume_ml = float(inputs.brain.sum()) * float(np.prod(zooms)) / 1e3
+    scale = (volume_ml / harmonise.template_volume_ml(str(template_fa))) ** (1 / 3)
+    log.info("%s: harmonising for brain size (volume %.0f ml, scale %.3f)", subject, volume_ml, scale)
+    return harmonise.harmonise_signals(signals, inputs.brain, zooms, inputs.bvals[inputs.keep], scale, cfg, subject)
+
+
 def _write_maps(
     metrics: Mapping[str, np.ndarray], dead: np.ndarray, inputs: _Inputs, out_maps: Mapping, dwi: PathLike
 ) -> None:
@@ -329,11 +346,15 @@ def fit_dki_files(
     out_maps: Mapping[str, str | os.PathLike],
     settings_path: str | os.PathLike,
     dki_cfg: Mapping[str, Any],
+    template_fa: str | os.PathLike | None = None,
+    subject: str = "",
 ) -> dict[str, Any]:
     """Fit DKI to one subject's files; write each metric in `out_maps` (FA, MD in mm^2/s, MK) and fit.json.
 
-    `dki_cfg` is the config's `dki` section (fit_method, bvals, min_kurtosis, max_kurtosis, chunk_voxels). Maps are
-    float32 NIfTI on the DWI grid and affine, 0 outside the mask, written atomically. Returns the settings written.
+    `dki_cfg` is the config's `dki` section (fit_method, bvals, min_kurtosis, max_kurtosis, chunk_voxels, harmonise).
+    With `dki.harmonise.psf_mm` set, the signals are first harmonised for brain size against `template_fa`
+    (`dmriscope.harmonise`; `subject` seeds its noise). Maps are float32 NIfTI on the DWI grid and affine, 0 outside
+    the mask, written atomically. Returns the settings written.
     """
     unknown = set(out_maps) - set(METRICS)
     if unknown:
@@ -344,6 +365,7 @@ def fit_dki_files(
     log.info("%s: %d of %d volumes kept, %d voxels; holding ~%.0f MB of signals", dwi, n_kept, len(inputs.keep),
              n_voxels, n_voxels * n_kept * 4 / 2**20)  # fmt: skip
     signals = read_masked_signals(inputs.img, dwi, inputs.brain, inputs.keep)
+    harmonised = _harmonise(signals, inputs, dki_cfg.get("harmonise") or {}, template_fa, subject)
     dead = ~signals.any(axis=1)  # signal 0 in every volume: no tissue to fit, written as 0 like outside the mask
     if dead.any():
         log.warning("%s: %d brain-mask voxels have signal 0 in every volume; written as 0", dwi, dead.sum())
@@ -360,6 +382,8 @@ def fit_dki_files(
     del signals
     _write_maps(metrics, dead, inputs, out_maps, dwi)
     settings = _settings(dki_cfg, inputs, dead, (fit_seconds, time.perf_counter() - started))
+    if harmonised:
+        settings["harmonise"] = harmonised
     with atomic_path(settings_path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2) + "\n")
     log.info(
