@@ -41,6 +41,7 @@ OVERLAYS = [
     ("size-only-15.yaml", "regress-volume.yaml"),
     ("size-only-5.yaml", "regress-volume.yaml"),
     ("size-only-15.yaml", "kfold.yaml", "regress-volume.yaml"),
+    ("size-only-15.yaml", "harmonise.yaml", "regress-volume.yaml"),
     ("match-train.yaml",),
     ("size-only-5.yaml", "match-train.yaml"),
     ("cohort-b.yaml", "kfold.yaml", "match-train.yaml"),
