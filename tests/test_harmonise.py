@@ -150,3 +150,9 @@ def test_the_b0_noise_estimate_and_the_added_noise_reach_fit_json(tmp_path):
     done, maps = _fit(paths, tmp_path / "on", {"psf_mm": 3.0, "min_scale": 0.8})
     assert done["harmonise"]["noise_sd"] == pytest.approx(25.0, rel=0.1)
     assert done["harmonise"]["added_noise_sd"] > 0
+
+
+def test_without_the_voxel_box_the_kernel_alone_is_the_template_psf():
+    for scale in (0.9, 1.2):
+        sigma = harmonise.kernel_sd_voxels(scale, 3.0, ZOOMS, voxel_psf=False)
+        assert [s * z / scale for s, z in zip(sigma, ZOOMS)] == pytest.approx([3.0] * 3)

@@ -11,7 +11,10 @@ different resolution and SNR:
   with template FA > 0), the registration's linear scale;
 * resolution: each DWI volume is blurred inside the brain (normalised convolution) by a Gaussian whose SD along an
   axis of z mm is sqrt((psf_mm s)^2 - z^2/12) / z voxels, so that the voxel's box PSF (SD z / sqrt(12)) plus the
-  kernel is ``psf_mm`` *template* mm for every brain;
+  kernel is ``psf_mm`` *template* mm for every brain. The voxel noise is white, so it sees the kernel only, which
+  is then narrower in template units for the smaller brain (the box is wider there); ``voxel_psf: false`` makes
+  the kernel alone psf_mm template mm instead: the noise's correlation equal for every brain, the anatomy's PSF
+  then differing by the voxel box (sqrt(psf^2 + z^2 / (12 s^2)) template mm). One of the two can be equal;
 * noise: before the blur, Gaussian noise is added so that the blurred noise variance equals that of a brain at
   ``min_scale`` (the smallest scale the cohort may hold, whose kernel is narrowest and keeps the most noise):
   added SD = sigma sqrt(g(min_scale) / g(s) - 1), g the white-noise variance gain of the discrete kernel and
@@ -44,14 +47,18 @@ def template_volume_ml(template_fa: str) -> float:
     return float(np.count_nonzero(np.asanyarray(img.dataobj) > 0)) * float(np.prod(img.header.get_zooms()[:3])) / 1e3
 
 
-def kernel_sd_voxels(scale: float, psf_mm: float, zooms: tuple[float, ...]) -> tuple[float, ...]:
-    """Per-axis Gaussian SD (voxels) that brings a voxel's box PSF (z / sqrt(12) mm) up to psf_mm x scale mm."""
+def kernel_sd_voxels(
+    scale: float, psf_mm: float, zooms: tuple[float, ...], voxel_psf: bool = True
+) -> tuple[float, ...]:
+    """Per-axis Gaussian SD (voxels) that brings a voxel's box PSF (z / sqrt(12) mm) up to psf_mm x scale mm, or
+    with ``voxel_psf`` false the kernel alone of psf_mm x scale mm (what the white voxel noise is blurred by)."""
     target = psf_mm * scale
     out = []
     for z in zooms:
-        if target**2 <= z**2 / 12:
+        box = z**2 / 12 if voxel_psf else 0.0
+        if target**2 <= box:
             raise ValueError(f"dki.harmonise.psf_mm {psf_mm} x scale {scale:.3f} is at or below a {z} mm voxel's PSF")
-        out.append(math.sqrt(target**2 - z**2 / 12) / z)
+        out.append(math.sqrt(target**2 - box) / z)
     return tuple(out)
 
 
@@ -89,8 +96,9 @@ def harmonise_signals(
     psf_mm, min_scale = float(cfg["psf_mm"]), float(cfg["min_scale"])
     if scale < min_scale:
         raise InputError(f"{seed_key}: brain scale {scale:.3f} is below dki.harmonise.min_scale {min_scale}")
-    sigma_kernel = kernel_sd_voxels(scale, psf_mm, zooms)
-    gain, gain_floor = noise_gain(sigma_kernel), noise_gain(kernel_sd_voxels(min_scale, psf_mm, zooms))
+    voxel_psf = bool(cfg.get("voxel_psf", True))
+    sigma_kernel = kernel_sd_voxels(scale, psf_mm, zooms, voxel_psf)
+    gain, gain_floor = noise_gain(sigma_kernel), noise_gain(kernel_sd_voxels(min_scale, psf_mm, zooms, voxel_psf))
     noise_sd = b0_noise_sd(signals, bvals)
     added_sd = noise_sd * math.sqrt(max(gain_floor / gain - 1.0, 0.0))
     rng = np.random.default_rng(zlib.crc32(seed_key.encode()))
@@ -103,6 +111,6 @@ def harmonise_signals(
         blurred = gaussian_filter(volumes, tuple(sigma_kernel) + (0.0,), mode="constant")
         block[...] = np.maximum(blurred[brain] / weight[:, None], 0.0)
     return {
-        "scale": scale, "psf_mm": psf_mm, "min_scale": min_scale, "kernel_sd_voxels": list(sigma_kernel),
-        "noise_sd": noise_sd, "added_noise_sd": added_sd,
+        "scale": scale, "psf_mm": psf_mm, "min_scale": min_scale, "voxel_psf": voxel_psf,
+        "kernel_sd_voxels": list(sigma_kernel), "noise_sd": noise_sd, "added_noise_sd": added_sd,
     }  # fmt: skip
