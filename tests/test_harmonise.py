@@ -17,6 +17,7 @@ from dmriscope.config import METRICS
 from dmriscope.io import InputError
 
 CFG = {"psf_mm": 3.0, "min_scale": 0.8}
+WHITE = {**CFG, "noise": "white"}
 ZOOMS = (4.0, 4.0, 4.0)
 
 
@@ -63,7 +64,7 @@ def _interior_noise_sd(scale: float, noise_sd: float) -> float:
     signals = np.where(bvals > 0, 400.0, 900.0).astype(np.float32) + noise_sd * rng.standard_normal(
         (int(brain.sum()), bvals.size), dtype=np.float32
     )
-    harmonise.harmonise_signals(signals, brain, ZOOMS, bvals, scale, CFG, f"sub-{scale}")
+    harmonise.harmonise_signals(signals, brain, ZOOMS, bvals, scale, WHITE, f"sub-{scale}")
     volumes = np.zeros(brain.shape + (bvals.size,), dtype=np.float32)
     volumes[brain] = signals
     interior = volumes[10:-10, 10:-10, 10:-10, 18:]
@@ -71,7 +72,7 @@ def _interior_noise_sd(scale: float, noise_sd: float) -> float:
     return float(interior.std())
 
 
-def test_every_brain_ends_with_the_noise_of_a_brain_at_min_scale():
+def test_white_noise_equalises_the_variance_to_a_brain_at_min_scale():
     expected = 20.0 * math.sqrt(harmonise.noise_gain(harmonise.kernel_sd_voxels(0.8, 3.0, ZOOMS)))
     small, large = _interior_noise_sd(0.85, 20.0), _interior_noise_sd(1.2, 20.0)
     assert small == pytest.approx(expected, rel=0.05)
@@ -79,6 +80,44 @@ def test_every_brain_ends_with_the_noise_of_a_brain_at_min_scale():
     # without the added noise the larger brain's wider kernel would leave it far less noisy
     unequalised = 20.0 * math.sqrt(harmonise.noise_gain(harmonise.kernel_sd_voxels(1.2, 3.0, ZOOMS)))
     assert unequalised < 0.7 * expected
+
+
+def _noise_field(scale: float, cfg: dict, shape=(56, 56, 56)) -> np.ndarray:
+    """The harmonised noise of a flat phantom (36 diffusion-weighted volumes, noise SD 20), away from the edge."""
+    rng = np.random.default_rng(3)
+    brain = np.zeros(shape, dtype=bool)
+    brain[4:-4, 4:-4, 4:-4] = True
+    bvals = np.array([0.0] * 12 + [1000.0] * 36)
+    signals = np.where(bvals > 0, 400.0, 900.0) + 20.0 * rng.standard_normal((int(brain.sum()), bvals.size))
+    signals = signals.astype(np.float32)
+    harmonise.harmonise_signals(signals, brain, ZOOMS, bvals, scale, cfg, f"sub-{scale}")
+    volumes = np.zeros(brain.shape + (bvals.size,), dtype=np.float32)
+    volumes[brain] = signals
+    return volumes[10:-10, 10:-10, 10:-10, 12:] - 400.0
+
+
+def _covariance(field: np.ndarray, lag: int) -> float:
+    """Covariance of the field with itself ``lag`` voxels along the first axis."""
+    return float(np.mean(field[lag:] * field[: field.shape[0] - lag]))
+
+
+def test_coloured_noise_is_one_field_in_template_units():
+    """A brain at scale 1.8 has voxels half as large in template units as one at 0.9: its lag 2 is the smaller
+    brain's lag 1. Coloured noise gives both the same variance and covariance at equal template lags; white noise
+    (variance only) leaves the larger brain's noise more correlated, as the kernel is wider in template units."""
+    small, large = _noise_field(0.9, CFG), _noise_field(1.8, CFG)
+    for lag in (0, 1):
+        assert _covariance(large, 2 * lag) == pytest.approx(_covariance(small, lag), rel=0.04)
+    small, large = _noise_field(0.9, WHITE), _noise_field(1.8, WHITE)
+    correlation = [_covariance(f, lag) / _covariance(f, 0) for f, lag in ((small, 1), (large, 2))]
+    assert correlation[1] > 1.1 * correlation[0]
+
+
+def test_coloured_noise_has_the_variance_of_its_spectrum():
+    amplitude = harmonise.coloured_amplitude((40, 36, 30), (0.7, 0.7, 0.9), (0.6, 0.5, 0.8), 2.0)
+    fields = harmonise.coloured_noise(np.random.default_rng(4), amplitude, (40, 36, 30), 8)
+    assert fields.shape == (40, 36, 30, 8)
+    assert np.var(fields) == pytest.approx(harmonise._mean_power(amplitude, 30), rel=0.02)
 
 
 def test_noiseless_signals_get_no_noise():
@@ -90,11 +129,13 @@ def test_noiseless_signals_get_no_noise():
     np.testing.assert_allclose(signals[:, 4:], 400.0, rtol=1e-5)
 
 
-def test_a_brain_below_min_scale_is_an_error_naming_it():
+def test_a_brain_below_min_scale_or_an_unknown_noise_mode_is_an_error():
     brain = _cube_brain((20, 20, 20))
     signals = np.ones((int(brain.sum()), 4), dtype=np.float32)
     with pytest.raises(InputError, match=r"sub-small: brain scale 0\.750 is below dki\.harmonise\.min_scale"):
         harmonise.harmonise_signals(signals, brain, ZOOMS, np.zeros(4), 0.75, CFG, "sub-small")
+    with pytest.raises(InputError, match="dki.harmonise.noise"):
+        harmonise.harmonise_signals(signals, brain, ZOOMS, np.zeros(4), 1.0, {**CFG, "noise": "pink"}, "sub-a")
 
 
 def _flat_subject(folder, noise_sd: float):
