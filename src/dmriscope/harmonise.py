@@ -5,7 +5,8 @@ registration its maps are sharper in template units *and* less noisy per templat
 samples per structure) than a smaller brain's: two second-order size effects that no regression of voxel values
 removes and that a CNN reads (README, "Brain size"). This module degrades every subject, in native space, to one
 common effective resolution and noise level in template units, the way multi-site studies harmonise scanners of
-different resolution and SNR:
+different resolution and SNR (README, "Brain size": measured, it does not take size out of what the CNNs read,
+so it is off by default):
 
 * scale: s = (V / V_template)^(1/3), V the native brain-mask volume and V_template the template brain's (voxels
   with template FA > 0), the registration's linear scale;
