@@ -10,11 +10,12 @@ Two backends write the same two transform files, so `warp_maps` can carry any ot
   ``xfm_affine.mat`` is the FLIRT 4x4 text matrix, ``xfm_warp.nii.gz`` the FNIRT coefficient file (``--cout``),
   which already contains the affine, so ``applywarp --warp`` alone maps a native image onto the template.
 
-Every map is resampled with (tri)linear interpolation onto the template grid and clipped at 0 (FA, MD, MK are
-non-negative; interpolation at the brain edge can leave tiny negative values). Determinism (ants): the seed goes to
-antsRegistration's ``--random-seed``; ITK's thread count comes from ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, which
-ITK reads once per process, so `set_itk_threads` must run before the first ITK call. Bit-identical results across
-runs are guaranteed with 1 thread (more threads may change the floating-point summation order).
+Every map is resampled onto the template grid (``registration.interpolator``: linear, or a windowed sinc) and
+clipped at 0 (FA, MD, MK are non-negative; interpolation at the brain edge can leave negative values).
+Determinism (ants): the seed goes to antsRegistration's ``--random-seed``; ITK's thread count comes from
+``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, which ITK reads once per process, so `set_itk_threads` must run before the
+first ITK call. Bit-identical results across runs are guaranteed with 1 thread (more threads may change the
+floating-point summation order).
 
 `import_ants` imports antspyx without six subpackages that its ``__init__`` imports eagerly and dmriscope never
 calls (``learn``, ``plotting``, ``deeplearn``, ``contrib``, ``segmentation``, with scikit-learn and matplotlib
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("ants", "fsl")
 FSL_TOOLS = ("flirt", "fnirt", "applywarp")
+# config registration.interpolator -> (ANTs' interpolator, applywarp's --interp)
+INTERPOLATORS = {"linear": ("linear", "trilinear"), "sinc": ("lanczosWindowedSinc", "sinc")}
 
 
 @dataclass(frozen=True)
@@ -180,16 +183,21 @@ def write_identity_warp(fixed: np.ndarray, fixed_affine: np.ndarray, path: Path)
 
 
 def ants_apply(
-    data: np.ndarray, affine: np.ndarray, fixed: np.ndarray, fixed_affine: np.ndarray, transforms: Transforms
+    data: np.ndarray,
+    affine: np.ndarray,
+    fixed: np.ndarray,
+    fixed_affine: np.ndarray,
+    transforms: Transforms,
+    interpolator: str = "linear",
 ) -> np.ndarray:
-    """Carry a native map (shape (X, Y, Z)) onto the template grid (fixed's shape) with linear interpolation."""
+    """Carry a native map (shape (X, Y, Z)) onto the template grid (fixed's shape); `INTERPOLATORS` has the keys."""
     ants = import_ants()
 
     out = ants.apply_transforms(
         _to_ants(fixed, fixed_affine),
         _to_ants(data, affine),
         transformlist=[str(transforms.warp), str(transforms.affine)],
-        interpolator="linear",
+        interpolator=INTERPOLATORS[interpolator][0],
         defaultvalue=0,
     )
     return out.numpy().astype(np.float32)
@@ -251,23 +259,26 @@ def fsl_register(moving: Path, fixed: Path, workdir: Path, *, fnirt_config: str)
     return Transforms(affine=workdir / "affine.mat", warp=workdir / "warp.nii.gz")
 
 
-def applywarp_command(src: Path, fixed: Path, out: Path, warp: Path) -> list[str]:
-    """The applywarp command line that carries `src` onto the template grid (trilinear); needs $FSLDIR."""
+def applywarp_command(src: Path, fixed: Path, out: Path, warp: Path, interpolator: str = "linear") -> list[str]:
+    """The applywarp command line that carries `src` onto the template grid; needs $FSLDIR."""
     from fsl import wrappers
 
     check_fsl(("applywarp",))
-    return wrappers.applywarp(str(src), str(fixed), str(out), warp=str(warp), interp="trilinear", cmdonly=True)
+    interp = INTERPOLATORS[interpolator][1]
+    return wrappers.applywarp(str(src), str(fixed), str(out), warp=str(warp), interp=interp, cmdonly=True)
 
 
-def fsl_apply(src: Path, fixed: Path, transforms: Transforms, workdir: Path) -> np.ndarray:
+def fsl_apply(
+    src: Path, fixed: Path, transforms: Transforms, workdir: Path, interpolator: str = "linear"
+) -> np.ndarray:
     """applywarp `src` (a NIfTI file) with the fnirt coefficients; return the template-grid array."""
     from fsl import wrappers
 
     check_fsl(("applywarp",))
     os.environ["FSLOUTPUTTYPE"] = "NIFTI_GZ"
     out = Path(tempfile.mkdtemp(dir=workdir)) / "warped.nii.gz"
-    log.info("%s", " ".join(applywarp_command(src, fixed, out, transforms.warp)))
-    wrappers.applywarp(str(src), str(fixed), str(out), warp=str(transforms.warp), interp="trilinear")
+    log.info("%s", " ".join(applywarp_command(src, fixed, out, transforms.warp, interpolator)))
+    wrappers.applywarp(str(src), str(fixed), str(out), warp=str(transforms.warp), interp=INTERPOLATORS[interpolator][1])
     data, _ = load_nifti(out, ndim=3)
     return data
 
@@ -300,6 +311,7 @@ def register_fa(
     fnirt_config: str = "FA_2_FMRIB58_1mm",
     threads: int = 1,
     subject: str = "",
+    interpolator: str = "linear",
 ) -> dict[str, Any]:
     """Register one subject's FA to the template; write the registered FA, both transforms and the QC TSV.
 
@@ -319,11 +331,11 @@ def register_fa(
             transforms = ants_register(
                 moving, moving_affine, fixed, fixed_affine, workdir, transform=ants_transform, seed=seed
             )
-            warped = ants_apply(moving, moving_affine, fixed, fixed_affine, transforms)
+            warped = ants_apply(moving, moving_affine, fixed, fixed_affine, transforms, interpolator)
             method = ants_transform
         else:
             transforms = fsl_register(Path(fa), Path(template), workdir, fnirt_config=fnirt_config)
-            warped = fsl_apply(Path(fa), Path(template), transforms, workdir)
+            warped = fsl_apply(Path(fa), Path(template), transforms, workdir, interpolator)
             method = f"flirt+fnirt:{fnirt_config}"
         warped = clip_nonnegative(warped, f"{fa} (registered)")
         row = qc_row(
@@ -346,6 +358,7 @@ def warp_maps(
     *,
     backend: str = "ants",
     threads: int = 1,
+    interpolator: str = "linear",
 ) -> None:
     """Carry native maps (e.g. MD, MK) onto the template grid with `register_fa`'s transform files."""
     check_backend(backend)
@@ -361,9 +374,9 @@ def warp_maps(
         for src, dst in zip(maps, outputs):
             data, data_affine = load_nifti(src, ndim=3)
             if backend == "ants":
-                warped = ants_apply(data, data_affine, fixed, fixed_affine, transforms)
+                warped = ants_apply(data, data_affine, fixed, fixed_affine, transforms, interpolator)
             else:
-                warped = fsl_apply(Path(src), Path(template), transforms, Path(tmp))
+                warped = fsl_apply(Path(src), Path(template), transforms, Path(tmp), interpolator)
             save_nifti(clip_nonnegative(warped, str(src)), fixed_affine, dst)
             log.info("warped %s -> %s", src, dst)
 
@@ -384,10 +397,11 @@ def register_subject(
 ) -> None:
     """Rule register_fa: the subject's FA onto the template (`register_fa`, config section ``registration``), then
     MD and MK through the same transforms (`warp_maps`)."""
-    backend = registration["backend"]
+    backend, interpolator = registration["backend"], registration.get("interpolator", "linear")
     register_fa(
         fa, template, out_fa, out_affine, out_warp, qc_tsv, backend=backend, seed=registration["seed"],
         ants_transform=registration["ants_transform"], fnirt_config=registration["fnirt_config"], threads=threads,
-        subject=subject,
+        subject=subject, interpolator=interpolator,
     )  # fmt: skip
-    warp_maps(others, template, out_affine, out_warp, out_others, backend=backend, threads=threads)
+    warp_maps(others, template, out_affine, out_warp, out_others, backend=backend, threads=threads,
+              interpolator=interpolator)  # fmt: skip
