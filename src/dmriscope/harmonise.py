@@ -24,11 +24,10 @@ so it is off by default):
   (aliased) spectrum of a continuous Gaussian of that SD in voxels; the subject's own noise has
   sigma^2 prod_a |H_k,a(nu_a)|^2, H the discrete kernel actually applied. The difference is >= 0 because the
   target is wider at nu = 0 ((s / s_min)^3 >= 1) and narrower in its kernel (k_min s / s_min <= k) - with the
-  voxel box counted, where the kernel is wider in template units for a larger brain. ``noise: white`` (measured,
-  not recommended) adds white noise before the blur that equalises only the variance: sigma sqrt(g(min_scale) /
-  g(s) - 1), g the variance gain of the discrete kernel. sigma is the acquisition's noise SD, estimated from the
-  repeated b=0 volumes (median over brain voxels of their SD across b0s). A brain below ``min_scale`` is an
-  error that names it and the key.
+  voxel box counted, where the kernel is wider in template units for a larger brain. ``noise: white`` adds white
+  noise before the blur that equalises only the variance: sigma sqrt(g(min_scale) / g(s) - 1), g the variance
+  gain of the discrete kernel. sigma is the acquisition's noise SD, estimated from the repeated b=0 volumes
+  (`b0_noise_sd`). A brain below ``min_scale`` is an error that names it and the key.
 
 Uses no label and no other subject: each subject's job needs only its own files and the template.
 """
