@@ -152,16 +152,23 @@ def _mean_power(amplitude: np.ndarray, n_last: int) -> float:
     return float(np.sum(amplitude**2 * weights) / (amplitude[..., 0].size * n_last))
 
 
+def _settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``dki.harmonise`` settings with the schema's defaults (a caller may pass the section without them)."""
+    return {
+        "psf_mm": float(cfg["psf_mm"]), "min_scale": float(cfg["min_scale"]),
+        "voxel_psf": bool(cfg.get("voxel_psf", True)), "noise": cfg.get("noise", "coloured"),
+    }  # fmt: skip
+
+
 def _noise_plan(
-    shape: tuple[int, ...], zooms: tuple[float, ...], scale: float, cfg: Mapping[str, Any], noise_sd: float
+    shape: tuple[int, ...], zooms: tuple[float, ...], scale: float, settings: Mapping[str, Any], noise_sd: float
 ) -> tuple[tuple[float, ...], float, np.ndarray | None, float]:
     """(kernel SD per axis in voxels, SD of white noise to add before the blur, amplitude of coloured noise to add
-    after it or None, SD of the noise added) for one subject."""
-    psf_mm, min_scale = float(cfg["psf_mm"]), float(cfg["min_scale"])
-    voxel_psf = bool(cfg.get("voxel_psf", True))
+    after it or None, SD of the noise added) for one subject; ``settings`` from `_settings`."""
+    psf_mm, min_scale, voxel_psf = settings["psf_mm"], settings["min_scale"], settings["voxel_psf"]
     kernel = kernel_sd_voxels(scale, psf_mm, zooms, voxel_psf)
     floor = kernel_sd_voxels(min_scale, psf_mm, zooms, voxel_psf)
-    if cfg.get("noise", "coloured") == "white":
+    if settings["noise"] == "white":
         white_sd = noise_sd * math.sqrt(max(noise_gain(floor) / noise_gain(kernel) - 1.0, 0.0))
         return kernel, white_sd, None, white_sd
     ratio = scale / min_scale
@@ -180,12 +187,13 @@ def harmonise_signals(
 ) -> dict[str, Any]:
     """In place: blur every volume of the masked ``signals`` (n_brain, n_volumes) inside ``brain`` and add the
     equalising noise. Returns what was done (for fit.json). ``seed_key`` (the subject) seeds the added noise."""
-    if scale < float(cfg["min_scale"]):
+    settings = _settings(cfg)
+    if scale < settings["min_scale"]:
         raise InputError(f"{seed_key}: brain scale {scale:.3f} is below dki.harmonise.min_scale {cfg['min_scale']}")
-    if cfg.get("noise", "coloured") not in NOISE_MODES:
-        raise InputError(f"dki.harmonise.noise must be one of {NOISE_MODES}, not {cfg['noise']!r}")
+    if settings["noise"] not in NOISE_MODES:
+        raise InputError(f"dki.harmonise.noise must be one of {NOISE_MODES}, not {settings['noise']!r}")
     noise_sd = b0_noise_sd(signals, bvals)
-    kernel, white_sd, amplitude, added_sd = _noise_plan(brain.shape, zooms, scale, cfg, noise_sd)
+    kernel, white_sd, amplitude, added_sd = _noise_plan(brain.shape, zooms, scale, settings, noise_sd)
     rng = np.random.default_rng(zlib.crc32(seed_key.encode()))
     weight = gaussian_filter(brain.astype(np.float32), kernel, mode="constant")[brain]
     for start in range(0, signals.shape[1], VOLUME_BLOCK):
@@ -199,7 +207,5 @@ def harmonise_signals(
             blurred += coloured_noise(rng, amplitude, brain.shape, block.shape[1])[brain]
         block[...] = np.maximum(blurred, 0.0)
     return {
-        "scale": scale, "psf_mm": float(cfg["psf_mm"]), "min_scale": float(cfg["min_scale"]),
-        "voxel_psf": bool(cfg.get("voxel_psf", True)), "noise": cfg.get("noise", "coloured"),
-        "kernel_sd_voxels": list(kernel), "noise_sd": noise_sd, "added_noise_sd": added_sd,
+        "scale": scale, **settings, "kernel_sd_voxels": list(kernel), "noise_sd": noise_sd, "added_noise_sd": added_sd,
     }  # fmt: skip
